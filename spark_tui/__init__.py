@@ -1,0 +1,19 @@
+"""spark-tui: a terminal wizard from "a GPU box and a pile of examples" to "my model answers in Ollama".
+
+Importing the package (or any submodule) never imports the Textual app: `App`
+is resolved lazily through a module `__getattr__`, as harlequin does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SparkTuiApp":
+        from spark_tui.app import SparkTuiApp
+
+        return SparkTuiApp
+    raise AttributeError(name)

@@ -1,0 +1,155 @@
+"""The Textual app: step flow, global keys, theme.
+
+Importing this module must stay cheap: torch and transformers are imported
+lazily, in workers or in the training process (a test checks `-X importtime`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from spark_tui.config import RunConfig
+from spark_tui.core import runs as runs_core
+
+# Wizard order.  Each step names the module and Screen class that implements it;
+# modules are imported only when the step is first shown.
+STEPS: list[tuple[str, str]] = [
+    ("model", "spark_tui.screens.model:ModelScreen"),
+    ("memory", "spark_tui.screens.memory:MemoryScreen"),
+    ("dataset", "spark_tui.screens.dataset:DatasetScreen"),
+    ("method", "spark_tui.screens.method:MethodScreen"),
+    ("review", "spark_tui.screens.review:ReviewScreen"),
+    ("train", "spark_tui.screens.train:TrainScreen"),
+    ("evaluate", "spark_tui.screens.evaluate:EvaluateScreen"),
+    ("deploy", "spark_tui.screens.deploy:DeployScreen"),
+]
+STEP_NAMES = [s for s, _ in STEPS]
+
+
+def _screen_class(step: str):
+    target = dict(STEPS)[step]
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def step_available(step: str) -> bool:
+    module = dict(STEPS)[step].partition(":")[0]
+    return importlib.util.find_spec(module) is not None
+
+
+class SparkTuiApp(App):
+    """The wizard.  `self.config` is the RunConfig being built; `self.current_run` the run folder once made."""
+
+    TITLE = "spark-tui"
+    SUB_TITLE = "fine-tune · evaluate · deploy"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1", "help", "Help"),
+    ]
+
+    def __init__(self, preload: bool = True) -> None:
+        super().__init__()
+        self.config = RunConfig()
+        self.current_run: runs_core.Run | None = None
+        self.preload = preload
+
+    def on_mount(self) -> None:
+        from spark_tui.screens.welcome import WelcomeScreen
+
+        self.push_screen(WelcomeScreen())
+        if self.preload:
+            self.preload_libraries()
+
+    @work(thread=True, exclusive=True, group="preload", exit_on_error=False)
+    def preload_libraries(self) -> None:
+        """Import torch/transformers off the UI thread so later steps open quickly."""
+        import contextlib
+
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+            importlib.import_module("torch")
+            importlib.import_module("transformers")
+
+    # -- flow ---------------------------------------------------------------
+    def start_wizard(self, config: RunConfig | None = None) -> None:
+        self.config = config or RunConfig()
+        self.current_run = None
+        self.show_step(STEP_NAMES[0])
+
+    def show_step(self, step: str) -> None:
+        self.push_screen(_screen_class(step)())
+
+    def next_step(self, current: str) -> None:
+        idx = STEP_NAMES.index(current)
+        for step in STEP_NAMES[idx + 1 :]:
+            if step_available(step):
+                self.show_step(step)
+                return
+        self.notify("That was the last step.", title="Done")
+
+    def open_run(self, ref: str | Path) -> None:
+        """Continue a run at the step its state calls for."""
+        try:
+            run = runs_core.resolve_run(str(ref))
+            self.config = run.config()
+        except Exception as exc:  # SparkError or an unreadable folder
+            self.notify(str(exc), severity="error", title="Cannot open run")
+            return
+        self.current_run = run
+        state = run.status().get("state", "new")
+        if state == "new":
+            step = "review"
+        elif state == "finished":
+            step = "evaluate"
+        else:  # active, stopped, failed, died: the train screen follows or offers Resume
+            step = "train"
+        if step_available(step):
+            self.show_step(step)
+        else:
+            self.notify(f"Run {run.id} is {state}.", title="Run")
+
+    def active_run(self) -> runs_core.Run | None:
+        if self.current_run is None:
+            return None
+        return self.current_run if self.current_run.status().get("state") in runs_core.ACTIVE_STATES else None
+
+    # -- global actions -------------------------------------------------------
+    def action_help(self) -> None:
+        from spark_tui.screens.help import HelpScreen
+
+        topic = getattr(self.screen, "STEP", "") or "welcome"
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(topic))
+
+    async def action_quit(self) -> None:
+        run = self.active_run()
+        if run is None:
+            self.exit()
+            return
+        from spark_tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit(message=f"Training goes on in the background: spark-tui attach {run.id}")
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Run {run.id} is still training.\n\nIt keeps running in its own process "
+                "after you quit; re-attach later from the welcome screen.\n\nQuit spark-tui?",
+                yes="Quit",
+                no="Stay",
+            ),
+            answered,
+        )
+
+
+def run_app() -> int:
+    SparkTuiApp().run()
+    return 0

@@ -1,0 +1,46 @@
+"""Load the tokenizer of the model a run uses (for token counts, templates and preview)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spark_tui.core.data.errors import DataError
+
+
+def load_tokenizer(model: str = "default", *, revision: str = "", trust_remote_code: bool = False) -> Any:
+    """The tokenizer of `model` ("default", a local folder or a Hub id); None for "none".
+
+    A Hub id is only tried when the Hub is reachable; offline, the error says so.
+    """
+    if model in ("none", "None", ""):
+        return None
+    from spark_tui.core import models
+    from spark_tui.core.errors import SparkError
+
+    try:
+        path = models.resolve_model_path(model)
+    except SparkError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot find the model {model!r}: {exc}") from exc
+    from pathlib import Path
+
+    if not Path(path).exists():
+        from spark_tui.core.data.loaders import hub_offline
+
+        if hub_offline():
+            raise DataError(
+                f"the model '{model}' is not a local folder and this machine is offline; "
+                "download it first or pick a local model folder"
+            )
+    try:
+        from transformers import AutoTokenizer
+
+        with models.quiet_transformers():
+            kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+            if revision:
+                kwargs["revision"] = revision
+            return AutoTokenizer.from_pretrained(path, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot load the tokenizer of {model!r}: {msg}") from exc

@@ -1,0 +1,94 @@
+"""Shared pieces of the deploy pipeline: errors, progress callbacks, atomic outputs.
+
+Every output of the pipeline (merged folder, GGUF files, Modelfile) is first
+written under a hidden temporary name in the destination folder and renamed
+into place only once it is complete, so a crash, a full disk or Ctrl-C never
+leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from spark_tui.core.errors import SparkError
+
+# progress(stage, done, total): stage is a short label ("merge", "write",
+# "quantize", "verify", "upload"); done/total are in the stage's own unit
+# (tensors, bytes, steps).  total may be 0 when unknown.
+Progress = Callable[[str, int, int], None]
+
+
+class ExportError(SparkError):
+    """A deploy step that cannot go on; the message names the file/setting and what to do."""
+
+
+class UnsupportedModelError(ExportError):
+    """The model's architecture or tokenizer is not one the exporter handles."""
+
+
+def report(progress: Progress | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
+
+
+def temp_sibling(final: Path, suffix: str = ".tmp") -> Path:
+    """A fresh hidden name next to `final` (same file system, so rename is atomic)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    os.close(fd)
+    os.unlink(name)
+    return Path(name)
+
+
+def remove_path(path: Path) -> None:
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_output(final: Path, *, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temp path to write to; on success it replaces `final`, on error it is removed.
+
+    For folders the old `final` (if any) is moved aside first and deleted only
+    after the new one is in place.
+    """
+    final = Path(final)
+    tmp = temp_sibling(final)
+    if is_dir:
+        tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        remove_path(tmp)
+        raise
+    if is_dir:
+        old = None
+        if final.exists():
+            old = temp_sibling(final, suffix=".old")
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            remove_path(old)
+    else:
+        with contextlib.suppress(OSError):
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover

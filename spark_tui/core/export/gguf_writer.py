@@ -1,0 +1,705 @@
+"""Our own HF-folder -> GGUF exporter for the Llama family, built on the `gguf` library.
+
+No llama.cpp checkout is needed: the `gguf` package (GGUFWriter, the tensor
+name map, SpecialVocab, numpy quantizers) does the file format, and this module
+does what llama.cpp's converter does for the architectures we support:
+
+* ``LlamaForCausalLM`` (Llama 2, Llama 3.x, TinyLlama, SmolLM2) and
+  ``MistralForCausalLM`` -> GGUF arch ``llama``.  The Q and K projections are
+  permuted back from HF's rotate-half layout to the interleaved one llama.cpp's
+  "normal" RoPE expects.  Llama 3.1+ ``llama3`` RoPE scaling becomes a
+  ``rope_freqs`` tensor of per-frequency divisors, as llama.cpp computes it.
+* ``Qwen2ForCausalLM`` (Qwen2 / 2.5) -> GGUF arch ``qwen2``: NeoX RoPE (no
+  permutation), Q/K/V biases kept.
+
+Tokenizers: SentencePiece vocabularies (``tokenizer.model``, or a
+``tokenizer.json`` BPE with byte fallback as transformers 5 saves them) become
+``tokenizer.ggml.model = "llama"`` with scores and token types; byte-level BPE
+becomes ``"gpt2"`` with merges and a pre-tokenizer name recognised from the
+``tokenizer.json`` pre-tokenizer (``llama-bpe``, ``qwen2``, ``smollm``,
+``gpt2``).
+
+Tensors are streamed one at a time (header and tensor table first, then each
+tensor is loaded, converted and written), so memory stays at one tensor on top
+of nothing.  1-D tensors (norms, biases) and ``rope_freqs`` stay F32; tied
+embeddings mean no ``output.weight``.  Direct outputs: f32, f16, bf16, q8_0.
+K-quants are made from the f16 file by llama.cpp's quantizer (quantize.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spark_tui.core.export.common import (
+    ExportError,
+    Progress,
+    UnsupportedModelError,
+    atomic_output,
+    report,
+)
+
+# HF architecture -> GGUF architecture name.
+SUPPORTED_ARCHITECTURES: dict[str, str] = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "llama",
+    "Qwen2ForCausalLM": "qwen2",
+}
+# Types written directly by this module (K-quants go through quantize.py).
+DIRECT_TYPES = ("f32", "f16", "bf16", "q8_0")
+SUPPORTED_PRE_TOKENIZERS = ("llama-bpe", "qwen2", "smollm", "gpt2")
+
+# Pre-tokenizer split regexes as they appear in tokenizer.json files.
+_LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_SPLIT_NAMES = {_LLAMA3_SPLIT: "llama-bpe", _QWEN2_SPLIT: "qwen2"}
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GGUFExport:
+    """What `export_gguf` wrote."""
+
+    path: Path
+    out_type: str
+    arch: str
+    hf_architecture: str
+    tokenizer_model: str
+    tokenizer_pre: str | None
+    n_tensors: int
+    n_bytes: int
+    n_vocab: int
+    tied_embeddings: bool
+    rope_scaling: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VocabInfo:
+    model: str  # "llama" (SentencePiece) or "gpt2" (byte-level BPE)
+    pre: str | None
+    tokens: list[str]
+    scores: list[float] | None
+    types: list[int]
+    merges: list[str]
+    add_bos: bool
+    add_eos: bool
+
+
+# ---------------------------------------------------------------------------
+# config
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ExportError(
+            f"{path} is missing: export needs a Hugging Face model folder "
+            "(config.json, *.safetensors, tokenizer files); merge the run first"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{path} is not valid JSON ({exc})") from exc
+
+
+def gguf_arch_for(config: dict[str, Any], source: str = "config.json") -> tuple[str, str]:
+    """(HF architecture, GGUF arch) or UnsupportedModelError naming what is supported."""
+    archs = config.get("architectures") or []
+    for a in archs:
+        if a in SUPPORTED_ARCHITECTURES:
+            return a, SUPPORTED_ARCHITECTURES[a]
+    found = ", ".join(archs) or f"model_type {config.get('model_type')!r}"
+    raise UnsupportedModelError(
+        f"{source}: GGUF export supports {', '.join(SUPPORTED_ARCHITECTURES)} "
+        f"(Llama 2/3.x, TinyLlama, SmolLM2, Mistral, Qwen2/2.5); this model is {found}. "
+        "Use a llama.cpp checkout (`--llama-cpp DIR`) for other architectures."
+    )
+
+
+def _rope(config: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """(rope theta, scaling dict) across the transformers 4 and 5 config spellings."""
+    params = config.get("rope_parameters") or {}
+    scaling = config.get("rope_scaling") or {}
+    merged = {**params, **scaling}
+    theta = config.get("rope_theta") or merged.get("rope_theta") or 10000.0
+    return float(theta), merged
+
+
+def _rope_type(scaling: dict[str, Any]) -> str:
+    return str(scaling.get("rope_type") or scaling.get("type") or "default")
+
+
+def llama3_rope_factors(config: dict[str, Any]) -> np.ndarray:
+    """Per-frequency divisors for Llama 3.1+ RoPE scaling (llama.cpp's `rope_freqs`)."""
+    theta, sc = _rope(config)
+    head_dim = _head_dim(config)
+    factor = float(sc.get("factor", 8.0))
+    low = float(sc.get("low_freq_factor", 1.0))
+    high = float(sc.get("high_freq_factor", 4.0))
+    old_ctx = float(sc.get("original_max_position_embeddings", 8192))
+    low_wavelen = old_ctx / low
+    high_wavelen = old_ctx / high
+    inv = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    out = []
+    for f in inv:
+        wavelen = 2 * math.pi / f
+        if wavelen < high_wavelen:
+            out.append(1.0)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.asarray(out, dtype=np.float32)
+
+
+def _head_dim(config: dict[str, Any]) -> int:
+    hd = config.get("head_dim")
+    if hd:
+        return int(hd)
+    return int(config["hidden_size"]) // int(config["num_attention_heads"])
+
+
+# ---------------------------------------------------------------------------
+# tensors
+
+
+class _TensorSource:
+    """Lazy access to the checkpoint's tensors (safetensors, or torch .bin as a fallback)."""
+
+    def __init__(self, model_dir: Path):
+        self.model_dir = Path(model_dir)
+        self._where: dict[str, Path] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._bin: dict[str, Any] | None = None
+        files = sorted(self.model_dir.glob("*.safetensors"))
+        if files:
+            from safetensors import safe_open
+
+            for f in files:
+                with safe_open(str(f), framework="pt") as sf:
+                    for key in sf.keys():  # noqa: SIM118 - safe_open has no __iter__
+                        self._where[key] = f
+                        self._shapes[key] = tuple(sf.get_slice(key).get_shape())
+            return
+        bins = sorted(self.model_dir.glob("pytorch_model*.bin"))
+        if not bins:
+            raise ExportError(
+                f"{self.model_dir}: no *.safetensors or pytorch_model*.bin weights found"
+            )
+        import torch
+
+        self._bin = {}
+        for f in bins:
+            sd = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
+            self._bin.update(sd)
+        self._shapes = {k: tuple(v.shape) for k, v in self._bin.items()}
+
+    def names(self) -> list[str]:
+        return list(self._shapes)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._shapes[name]
+
+    def load(self, name: str) -> np.ndarray:
+        """The tensor as float32 numpy (bf16/f16 widened exactly)."""
+        import torch
+
+        if self._bin is not None:
+            t = self._bin[name]
+        else:
+            from safetensors import safe_open
+
+            with safe_open(str(self._where[name]), framework="pt") as sf:
+                t = sf.get_tensor(name)
+        return t.to(torch.float32).numpy()
+
+
+def _permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Undo HF's rotate-half Q/K layout into the interleaved layout llama.cpp uses."""
+    shape = w.shape
+    return (
+        w.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+    )
+
+
+def _natural_key(name: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+@dataclass
+class _PlannedTensor:
+    gguf_name: str
+    hf_name: str | None  # None for generated tensors (rope_freqs)
+    shape: tuple[int, ...]
+    qtype: Any  # gguf.GGMLQuantizationType
+    permute_heads: int = 0
+    data: np.ndarray | None = None  # generated tensors only
+
+
+def _choose_type(gguf_mod: Any, out_type: str, shape: tuple[int, ...], name: str) -> Any:
+    Q = gguf_mod.GGMLQuantizationType
+    if len(shape) <= 1 or name.endswith("_norm.weight") or out_type == "f32":
+        return Q.F32
+    if out_type == "f16":
+        return Q.F16
+    if out_type == "bf16":
+        return Q.BF16
+    if out_type == "q8_0":
+        block = gguf_mod.GGML_QUANT_SIZES[Q.Q8_0][0]
+        return Q.Q8_0 if shape[-1] % block == 0 else Q.F16
+    raise ExportError(f"unknown GGUF type {out_type!r}; direct types: {', '.join(DIRECT_TYPES)}")
+
+
+def _encode(gguf_mod: Any, data: np.ndarray, qtype: Any) -> np.ndarray:
+    Q = gguf_mod.GGMLQuantizationType
+    if qtype == Q.F32:
+        return np.ascontiguousarray(data, dtype=np.float32)
+    if qtype == Q.F16:
+        return np.ascontiguousarray(data.astype(np.float16))
+    return gguf_mod.quants.quantize(np.ascontiguousarray(data, dtype=np.float32), qtype)
+
+
+def _nbytes(gguf_mod: Any, shape: tuple[int, ...], qtype: Any) -> tuple[tuple[int, ...], Any, int]:
+    """(shape to declare, numpy dtype to declare, bytes) for a planned tensor."""
+    Q = gguf_mod.GGMLQuantizationType
+    n = int(np.prod(shape)) if shape else 1
+    if qtype == Q.F32:
+        return shape, np.float32, n * 4
+    if qtype == Q.F16:
+        return shape, np.float16, n * 2
+    byte_shape = gguf_mod.quant_shape_to_byte_shape(shape, qtype)
+    return byte_shape, np.uint8, int(np.prod(byte_shape))
+
+
+# ---------------------------------------------------------------------------
+# vocabulary
+
+
+def _load_tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(model_dir))
+    except Exception as exc:  # transformers raises many types here
+        raise ExportError(
+            f"{model_dir}: cannot load the tokenizer ({exc}); the folder must hold "
+            "tokenizer.json / tokenizer_config.json (or tokenizer.model)"
+        ) from exc
+
+
+def _tokenizer_json(model_dir: Path) -> dict[str, Any] | None:
+    path = Path(model_dir) / "tokenizer.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _flatten_pretok(pt: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not pt:
+        return []
+    if pt.get("type") == "Sequence":
+        out: list[dict[str, Any]] = []
+        for p in pt.get("pretokenizers", []):
+            out.extend(_flatten_pretok(p))
+        return out
+    return [pt]
+
+
+def detect_pre_tokenizer(tj: dict[str, Any]) -> str:
+    """llama.cpp's pre-tokenizer name for a byte-level BPE tokenizer.json."""
+    parts = _flatten_pretok(tj.get("pre_tokenizer"))
+    kinds = [p.get("type") for p in parts]
+    if kinds == ["Split", "ByteLevel"] and not parts[1].get("use_regex", True):
+        pattern = (parts[0].get("pattern") or {}).get("Regex")
+        if pattern in _SPLIT_NAMES:
+            return _SPLIT_NAMES[pattern]
+    if (
+        kinds == ["Digits", "ByteLevel"]
+        and parts[0].get("individual_digits")
+        and parts[1].get("use_regex", True)
+    ):
+        return "smollm"
+    if kinds == ["ByteLevel"] and parts[0].get("use_regex", True):
+        return "gpt2"
+    raise UnsupportedModelError(
+        f"tokenizer.json: pre-tokenizer {json.dumps(tj.get('pre_tokenizer'))[:300]} is not one "
+        f"the GGUF exporter recognises ({', '.join(SUPPORTED_PRE_TOKENIZERS)}); llama.cpp would "
+        "split text differently from Hugging Face. Use a llama.cpp checkout for this model."
+    )
+
+
+def _special_flags(tok: Any) -> tuple[bool, bool]:
+    """Whether the HF tokenizer adds BOS / EOS on its own (what llama.cpp must mimic)."""
+    ids = tok("a", add_special_tokens=True)["input_ids"]
+    plain = tok("a", add_special_tokens=False)["input_ids"]
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    add_bos = bos is not None and len(ids) > len(plain) and ids[0] == bos
+    add_eos = eos is not None and len(ids) > len(plain) and ids[-1] == eos
+    return add_bos, add_eos
+
+
+def _added_tokens(tok: Any) -> dict[int, Any]:
+    try:
+        return dict(tok.added_tokens_decoder)
+    except AttributeError:  # pragma: no cover - every fast tokenizer has it
+        return {}
+
+
+def build_vocab(model_dir: Path, n_vocab: int, gguf_mod: Any) -> VocabInfo:
+    """Tokens, scores, types and merges the way llama.cpp expects them."""
+    TT = gguf_mod.TokenType
+    tok = _load_tokenizer(model_dir)
+    tj = _tokenizer_json(model_dir)
+    added = _added_tokens(tok)
+    add_bos, add_eos = _special_flags(tok)
+    sp_path = Path(model_dir) / "tokenizer.model"
+    tmodel = (tj or {}).get("model", {})
+
+    is_bpe = tj is not None and tmodel.get("type") == "BPE"
+    byte_level = is_bpe and not tmodel.get("byte_fallback") and (
+        (tj.get("decoder") or {}).get("type") == "ByteLevel"
+        or any(p.get("type") == "ByteLevel" for p in _flatten_pretok(tj.get("pre_tokenizer")))
+    )
+    if sp_path.is_file() and not byte_level:
+        tokens, scores, types = _spm_from_model(sp_path, TT)
+        model, pre, merges = "llama", "default", []
+    elif is_bpe and tmodel.get("byte_fallback"):
+        tokens, scores, types = _spm_from_json(tj, TT)
+        model, pre, merges = "llama", "default", []
+    elif byte_level:
+        pre = detect_pre_tokenizer(tj)
+        vocab = tok.get_vocab()
+        tokens = [""] * (max(vocab.values()) + 1)
+        for text, idx in vocab.items():
+            tokens[idx] = text
+        types = [int(TT.NORMAL)] * len(tokens)
+        scores = None
+        model, merges = "gpt2", []
+    else:
+        kind = tmodel.get("type") if tj else "no tokenizer.json"
+        raise UnsupportedModelError(
+            f"{model_dir}: tokenizer type {kind!r} is not supported for GGUF export "
+            "(supported: SentencePiece / BPE-with-byte-fallback, byte-level BPE)"
+        )
+
+    # Extend to the model's vocabulary and mark added tokens.
+    if len(tokens) > n_vocab or max(added, default=-1) >= n_vocab:
+        raise ExportError(
+            f"{model_dir}: the tokenizer has {max(len(tokens), max(added, default=-1) + 1)} tokens "
+            f"but the model's embedding has {n_vocab} rows; resize the embeddings "
+            "(model.resize_token_embeddings) before exporting"
+        )
+    while len(tokens) < n_vocab:
+        tokens.append("")
+        types.append(int(TT.UNUSED))
+        if scores is not None:
+            scores.append(-1000.0)
+    for idx, at in added.items():
+        content = getattr(at, "content", str(at))
+        tokens[idx] = content
+        special = bool(getattr(at, "special", False))
+        if types[idx] in (int(TT.UNKNOWN), int(TT.BYTE)):
+            continue
+        if model == "gpt2" or special or types[idx] == int(TT.UNUSED):
+            types[idx] = int(TT.CONTROL if special else TT.USER_DEFINED)
+        if scores is not None and special:
+            scores[idx] = 0.0
+    for i, t in enumerate(tokens):
+        if t == "":
+            tokens[i] = f"[PAD{i}]"
+            types[i] = int(TT.UNUSED)
+    return VocabInfo(model, pre, tokens, scores, types, merges, add_bos, add_eos)
+
+
+def _spm_from_model(path: Path, TT: Any) -> tuple[list[str], list[float], list[int]]:
+    from sentencepiece import SentencePieceProcessor
+
+    sp = SentencePieceProcessor()
+    try:
+        sp.LoadFromFile(str(path))
+    except (OSError, RuntimeError) as exc:
+        raise ExportError(f"{path}: not a readable SentencePiece model ({exc})") from exc
+    tokens, scores, types = [], [], []
+    for i in range(sp.vocab_size()):
+        tokens.append(sp.IdToPiece(i))
+        scores.append(float(sp.GetScore(i)))
+        if sp.IsUnknown(i):
+            t = TT.UNKNOWN
+        elif sp.IsControl(i):
+            t = TT.CONTROL
+        elif sp.IsUnused(i):
+            t = TT.UNUSED
+        elif sp.IsByte(i):
+            t = TT.BYTE
+        else:
+            t = TT.NORMAL
+        types.append(int(t))
+    return tokens, scores, types
+
+
+def _spm_from_json(tj: dict[str, Any], TT: Any) -> tuple[list[str], list[float], list[int]]:
+    """A SentencePiece-style BPE (byte fallback) from tokenizer.json alone.
+
+    llama.cpp's SPM tokenizer merges the adjacent pair whose *result* has the
+    highest score; HF merges the pair with the lowest rank.  Giving each token
+    the score -rank of the first merge that produces it makes both agree.
+    """
+    model = tj["model"]
+    vocab: dict[str, int] = model["vocab"]
+    size = max(vocab.values()) + 1 if vocab else 0
+    tokens = [""] * size
+    for text, idx in vocab.items():
+        tokens[idx] = text
+    rank: dict[str, int] = {}
+    for r, m in enumerate(model.get("merges") or []):
+        a, b = m if isinstance(m, list) else m.split(" ", 1)
+        rank.setdefault(a + b, r)
+    scores, types = [], []
+    unk = model.get("unk_token")
+    for text in tokens:
+        if text in rank:
+            scores.append(-float(rank[text]))
+        else:
+            scores.append(-1e6 if len(text) > 1 else 0.0)
+        if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", text):
+            types.append(int(TT.BYTE))
+        elif unk is not None and text == unk:
+            types.append(int(TT.UNKNOWN))
+        else:
+            types.append(int(TT.NORMAL))
+    return tokens, scores, types
+
+
+# ---------------------------------------------------------------------------
+# main entry point
+
+
+def export_gguf(
+    model_dir: str | Path,
+    out_path: str | Path,
+    out_type: str = "f16",
+    *,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> GGUFExport:
+    """Write `model_dir` (a HF Llama-family folder) as a GGUF file of `out_type`.
+
+    The file appears under `out_path` only once complete.
+    """
+    import gguf
+
+    model_dir = Path(model_dir)
+    out_path = Path(out_path)
+    out_type = out_type.lower()
+    if out_type not in DIRECT_TYPES:
+        raise ExportError(
+            f"GGUF type {out_type!r} cannot be written directly; direct types: "
+            f"{', '.join(DIRECT_TYPES)} (K-quants are made from the f16 file by llama.cpp)"
+        )
+    config = read_config(model_dir)
+    hf_arch, arch_name = gguf_arch_for(config, str(model_dir / "config.json"))
+    arch = next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch_name)
+    notes: list[str] = []
+
+    n_layer = int(config["num_hidden_layers"])
+    n_head = int(config["num_attention_heads"])
+    n_kv = int(config.get("num_key_value_heads") or n_head)
+    head_dim = _head_dim(config)
+    theta, scaling = _rope(config)
+    rope_type = _rope_type(scaling)
+    if rope_type not in ("default", "linear", "llama3", "yarn"):
+        raise UnsupportedModelError(
+            f"{model_dir / 'config.json'}: RoPE scaling {rope_type!r} is not supported by the GGUF "
+            "exporter (supported: none, linear, llama3, yarn)"
+        )
+
+    src = _TensorSource(model_dir)
+    names = src.names()
+    embed_name = "model.embed_tokens.weight"
+    if embed_name not in names:
+        raise ExportError(f"{model_dir}: no {embed_name} in the weights; is this a causal LM?")
+    n_vocab = src.shape(embed_name)[0]
+    tied = bool(config.get("tie_word_embeddings", False)) or "lm_head.weight" not in names
+
+    # --- plan the tensors --------------------------------------------------
+    tmap = gguf.get_tensor_name_map(arch, n_layer)
+    plan: list[_PlannedTensor] = []
+    for hf_name in sorted(names, key=_natural_key):
+        if hf_name.endswith("rotary_emb.inv_freq"):
+            continue
+        if hf_name == "lm_head.weight" and tied:
+            notes.append("tied embeddings: no output.weight written")
+            continue
+        gname = tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gname is None:
+            raise UnsupportedModelError(
+                f"{model_dir}: tensor {hf_name!r} has no GGUF counterpart for arch {arch_name}; "
+                "the checkpoint has extra modules the exporter does not know"
+            )
+        shape = src.shape(hf_name)
+        permute = 0
+        if arch_name == "llama":
+            if ".self_attn.q_proj." in hf_name:
+                permute = n_head
+            elif ".self_attn.k_proj." in hf_name:
+                permute = n_kv
+        plan.append(
+            _PlannedTensor(gname, hf_name, shape, _choose_type(gguf, out_type, shape, gname), permute)
+        )
+    if rope_type == "llama3":
+        factors = llama3_rope_factors(config)
+        plan.append(
+            _PlannedTensor(
+                gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
+                None,
+                tuple(factors.shape),
+                gguf.GGMLQuantizationType.F32,
+                data=factors,
+            )
+        )
+        notes.append("llama3 RoPE scaling written as rope_freqs tensor")
+    fallback = [
+        p.gguf_name
+        for p in plan
+        if out_type == "q8_0" and len(p.shape) > 1 and p.qtype != gguf.GGMLQuantizationType.Q8_0
+    ]
+    if fallback:
+        notes.append(f"{len(fallback)} tensor(s) kept in f16 (rows not divisible by 32)")
+
+    vocab = build_vocab(model_dir, n_vocab, gguf)
+
+    ftype = {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    }[out_type]
+
+    total = len(plan)
+    written = 0
+    with atomic_output(out_path) as tmp:
+        gw = gguf.GGUFWriter(str(tmp), arch_name)
+        try:
+            _write_metadata(gw, gguf, config, model_dir, name, ftype, n_vocab, n_layer, n_head,
+                            n_kv, head_dim, theta, rope_type, scaling)
+            _write_vocab(gw, gguf, model_dir, vocab, n_vocab)
+            for p in plan:
+                shape, dtype, nbytes = _nbytes(gguf, p.shape, p.qtype)
+                raw = None if p.qtype in (gguf.GGMLQuantizationType.F32,
+                                          gguf.GGMLQuantizationType.F16) else p.qtype
+                gw.add_tensor_info(p.gguf_name, shape, np.dtype(dtype), nbytes, raw_dtype=raw)
+            gw.write_header_to_file()
+            gw.write_kv_data_to_file()
+            gw.write_ti_data_to_file()
+            report(progress, "write", 0, total)
+            for i, p in enumerate(plan, 1):
+                data = p.data if p.data is not None else src.load(p.hf_name)  # type: ignore[arg-type]
+                if p.permute_heads:
+                    data = _permute_qk(data, p.permute_heads)
+                enc = _encode(gguf, data, p.qtype)
+                gw.write_tensor_data(enc)
+                written += enc.nbytes
+                del data, enc
+                report(progress, "write", i, total)
+        finally:
+            gw.close()
+    return GGUFExport(
+        path=out_path,
+        out_type=out_type,
+        arch=arch_name,
+        hf_architecture=hf_arch,
+        tokenizer_model=vocab.model,
+        tokenizer_pre=vocab.pre,
+        n_tensors=total,
+        n_bytes=out_path.stat().st_size,
+        n_vocab=n_vocab,
+        tied_embeddings=tied,
+        rope_scaling=None if rope_type == "default" else rope_type,
+        notes=notes,
+    )
+
+
+def _write_metadata(gw, gguf, config, model_dir, name, ftype, n_vocab, n_layer, n_head, n_kv,
+                    head_dim, theta, rope_type, scaling) -> None:
+    gw.add_type(gguf.GGUFType.MODEL)
+    gw.add_name(name or Path(model_dir).name)
+    gw.add_context_length(int(config.get("max_position_embeddings") or 4096))
+    gw.add_embedding_length(int(config["hidden_size"]))
+    gw.add_block_count(n_layer)
+    gw.add_feed_forward_length(int(config["intermediate_size"]))
+    gw.add_head_count(n_head)
+    gw.add_head_count_kv(n_kv)
+    gw.add_layer_norm_rms_eps(float(config.get("rms_norm_eps") or 1e-6))
+    gw.add_rope_freq_base(theta)
+    gw.add_rope_dimension_count(head_dim)
+    if head_dim != int(config["hidden_size"]) // n_head:
+        gw.add_key_length(head_dim)
+        gw.add_value_length(head_dim)
+    gw.add_vocab_size(n_vocab)
+    if rope_type == "linear":
+        gw.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        gw.add_rope_scaling_factor(float(scaling.get("factor", 1.0)))
+    elif rope_type == "yarn":
+        gw.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        gw.add_rope_scaling_factor(float(scaling.get("factor", 1.0)))
+        gw.add_rope_scaling_orig_ctx_len(int(scaling.get("original_max_position_embeddings", 0)))
+    gw.add_file_type(int(ftype))
+    gw.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+def _write_vocab(gw, gguf, model_dir: Path, vocab: VocabInfo, n_vocab: int) -> None:
+    gw.add_tokenizer_model(vocab.model)
+    if vocab.pre:
+        gw.add_tokenizer_pre(vocab.pre)
+    gw.add_token_list([t.encode("utf-8") for t in vocab.tokens])
+    if vocab.scores is not None:
+        gw.add_token_scores(vocab.scores)
+    gw.add_token_types(vocab.types)
+    special = gguf.SpecialVocab(model_dir, load_merges=vocab.model == "gpt2", n_vocab=n_vocab)
+    if vocab.model == "gpt2" and not special.merges:
+        raise ExportError(f"{model_dir}: byte-level BPE tokenizer without merges; cannot export")
+    # What the HF tokenizer really does beats what the config files claim.
+    special.add_special_token["bos"] = vocab.add_bos
+    special.add_special_token["eos"] = vocab.add_eos
+    _quiet(lambda: special.add_to_gguf(gw, quiet=True))
+
+
+def _quiet(fn) -> None:
+    logger = logging.getLogger("gguf")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        fn()
+    finally:
+        logger.setLevel(level)
+
+
+def iter_gguf_metadata(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """(key, value) pairs of a GGUF file's metadata (small values only; arrays as lengths)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    for key, fieldv in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        if fieldv.types and fieldv.types[0] == gguf.GGUFValueType.ARRAY:
+            yield key, len(fieldv.data)
+        else:
+            yield key, fieldv.contents()

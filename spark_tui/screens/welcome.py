@@ -1,0 +1,87 @@
+"""The first screen: what this machine has, start a new fine-tune, or pick up a run."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Static
+
+from spark_tui.core import runs as runs_core
+from spark_tui.core import sysinfo
+
+TAGLINE = "From a pile of examples to a fine-tuned model answering in Ollama."
+
+
+class WelcomeScreen(Screen):
+    BINDINGS = [
+        Binding("n", "new", "New fine-tune"),
+        Binding("o", "open_run", "Open run"),
+        Binding("r", "refresh_runs", "Refresh"),
+        Binding("f1,question_mark", "app.help", "Help"),
+        Binding("ctrl+q", "app.quit", "Quit"),
+    ]
+    STEP = "welcome"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="welcome"):
+            yield Static(f"[b]spark-tui[/b] — {TAGLINE}", id="tagline")
+            yield Static("Probing this machine…", id="system-summary")
+            with Horizontal(id="welcome-buttons"):
+                yield Button("New fine-tune (n)", id="new", variant="primary")
+                yield Button("Open a run (o)", id="open")
+            yield Static("Runs", classes="section-title")
+            yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        table.add_columns("Run", "State", "Step", "Loss")
+        self.query_one("#new", Button).focus()
+        self.load_summary()
+        self.action_refresh_runs()
+
+    @work(thread=True, exclusive=True, group="welcome-probe", exit_on_error=False)
+    def load_summary(self) -> None:
+        s = sysinfo.summary()
+        gpus = sysinfo.gpu_names()
+        gpu = ", ".join(gpus) if gpus else "none (CPU only)"
+        text = (
+            f"[b]CPU[/b] {s.cores} cores ({s.arch}) · "
+            f"[b]Memory[/b] {s.mem_available_gb:.1f} of {s.mem_total_gb:.1f} GB free · "
+            f"[b]GPU[/b] {gpu} · [b]Disk[/b] {s.disk_free_gb:.0f} GB free"
+        )
+        self.app.call_from_thread(self.query_one("#system-summary", Static).update, text)
+
+    def action_refresh_runs(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        table.clear()
+        for run in reversed(runs_core.list_runs()):
+            s = run.summary()
+            loss = f"{s['final_loss']:.3f}" if s["final_loss"] is not None else "–"
+            step = f"{s['step']}/{s['total_steps']}" if s["total_steps"] else str(s["step"])
+            table.add_row(s["id"], s["state"], step, loss, key=s["path"])
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "new":
+            self.action_new()
+        elif event.button.id == "open":
+            self.action_open_run()
+
+    def action_new(self) -> None:
+        self.app.start_wizard()
+
+    def action_open_run(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        if table.row_count == 0:
+            self.notify("No runs yet: start with New fine-tune (n).", title="Open a run")
+            return
+        table.focus()
+        self.notify("Pick a run and press Enter.", title="Open a run")
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value:
+            self.app.open_run(event.row_key.value)

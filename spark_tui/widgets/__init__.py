@@ -1,0 +1,1 @@
+"""Reusable Textual widgets (thin: they draw data that the core computed)."""

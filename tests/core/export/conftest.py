@@ -1,0 +1,279 @@
+"""Fixtures for the deploy/export tests: tiny models built offline, once per session.
+
+* `llama3_dir`  - a random-weight Llama-3-style model (byte-level BPE trained here
+  with the Llama 3 pre-tokenizer, llama3 RoPE scaling, untied output, hidden 256 /
+  intermediate 512 so K-quants take their real 256-wide path).
+* `spm_dir`     - a Llama-2-style model whose tokenizer is a SentencePiece BPE
+  model trained here (tokenizer.model + tokenizer.json, as Llama 2 repos ship).
+* `qwen2_dir`   - a random-weight Qwen2 model (attention biases, tied embeddings)
+  reusing a byte-level BPE with the Qwen2 pre-tokenizer.
+* `default_model_dir` - the bundled SmolLM2-135M-Instruct, when
+  spark_tui.core.models.ensure_default_model exists (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+LLAMA3_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    "{% endif %}"
+)
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+LLAMA2_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}"
+    "{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello world! How are you today? I'm fine, thanks.",
+    "Fine-tuning small language models is fun and cheap.",
+    "Numbers like 12345 and 2026 appear in text; symbols #@! too.",
+    "What is the capital of France? Paris is the capital of France.",
+    "Write a haiku about autumn leaves falling slowly.",
+    "DGX Spark has 128 GB of unified memory for big models.",
+    "LoRA adds low-rank matrices to frozen weights.\nQLoRA quantizes the base to 4-bit.",
+    "def add(a, b):\n    return a + b\n",
+    "Ollama serves GGUF models; llama.cpp runs them on the CPU.",
+]
+
+
+def _corpus(n: int = 40) -> list[str]:
+    return CORPUS * n
+
+
+def _byte_level_tokenizer(split: str, specials: list[str], vocab_size: int = 600):
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(ignore_merges=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(split), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.add_special_tokens(specials)
+    return tok
+
+
+def _random_init(model, std: float = 0.08, head_std: float = 0.6) -> None:
+    import torch
+
+    g = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                if "norm" in name:
+                    p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+                else:
+                    p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            elif name.startswith("lm_head"):
+                p.copy_(head_std * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(std * torch.randn(p.shape, generator=g))
+
+
+@pytest.fixture(scope="session")
+def llama3_dir(tmp_path_factory) -> Path:
+    import torch
+    from tokenizers import processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("llama3") / "model"
+    specials = [
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eot_id|>",
+    ]
+    tok = _byte_level_tokenizer(LLAMA3_SPLIT, specials)
+    bos_id = tok.token_to_id("<|begin_of_text|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A",
+        pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+        special_tokens=[("<|begin_of_text|>", bos_id)],
+    )
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+    )
+    hf_tok.chat_template = LLAMA3_TEMPLATE
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=768,
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+        tie_word_embeddings=False,
+        bos_token_id=bos_id,
+        eos_token_id=tok.token_to_id("<|eot_id|>"),
+    )
+    model = LlamaForCausalLM(cfg)
+    _random_init(model)
+    model.save_pretrained(out)
+    hf_tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def qwen2_dir(tmp_path_factory) -> Path:
+    import torch
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    out = tmp_path_factory.mktemp("qwen2") / "model"
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = _byte_level_tokenizer(QWEN2_SPLIT, specials)
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    hf_tok.chat_template = CHATML_TEMPLATE
+    torch.manual_seed(0)
+    cfg = Qwen2Config(
+        vocab_size=640,
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+        eos_token_id=tok.token_to_id("<|im_end|>"),
+    )
+    model = Qwen2ForCausalLM(cfg)
+    _random_init(model, head_std=0.6)
+    with torch.no_grad():  # tied: make the (shared) embedding peaky enough for top-1 checks
+        model.model.embed_tokens.weight.mul_(6.0)
+    model.save_pretrained(out)
+    hf_tok.save_pretrained(out)
+    return out
+
+
+def train_sentencepiece(prefix: Path, vocab_size: int = 400) -> Path:
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_corpus()),
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        split_digits=True,
+        allow_whitespace_only_pieces=True,
+        remove_extra_whitespaces=False,
+        normalization_rule_name="identity",
+        add_dummy_prefix=True,
+        minloglevel=2,
+    )
+    return prefix.with_suffix(".model")
+
+
+@pytest.fixture(scope="session")
+def spm_dir(tmp_path_factory) -> Path:
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+
+    work = tmp_path_factory.mktemp("spm")
+    sp_model = train_sentencepiece(work / "sp")
+    tokdir = work / "tok"
+    tokdir.mkdir()
+    shutil.copy(sp_model, tokdir / "tokenizer.model")
+    hf_tok = LlamaTokenizer.from_pretrained(str(tokdir))
+    hf_tok.chat_template = LLAMA2_TEMPLATE
+    out = work / "model"
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(hf_tok),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    model = LlamaForCausalLM(cfg)
+    _random_init(model)
+    model.save_pretrained(out)
+    hf_tok.save_pretrained(out)
+    # Llama 2 repos ship the SentencePiece model next to tokenizer.json.
+    shutil.copy(sp_model, out / "tokenizer.model")
+    return out
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    try:
+        from spark_tui.core.models import ensure_default_model
+    except ImportError:
+        pytest.skip("spark_tui.core.models.ensure_default_model does not exist yet")
+    return Path(ensure_default_model())
+
+
+@pytest.fixture(scope="session")
+def llama_cpp():
+    return pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
