@@ -59,6 +59,8 @@ class SparkTuiApp(App):
         self.config = RunConfig()
         self.current_run: runs_core.Run | None = None
         self.preload = preload
+        self.probe = None  # the Memory step's hardware probe, reused by later steps
+        self.data_report = None  # the Dataset step's report: which objectives the data supports
 
     def on_mount(self) -> None:
         from spark_tui.screens.welcome import WelcomeScreen

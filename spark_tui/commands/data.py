@@ -22,23 +22,46 @@ def register(subparsers: Any) -> None:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("file", help="a data file, a save_to_disk folder, a Hub id, or 'default'")
-        q.add_argument("--format", default="auto", help="force a format (alpaca, sharegpt, messages, "
-                       "prompt_completion, text, preference, kto)")
-        q.add_argument("--model", default="default",
-                       help="model whose tokenizer and chat template are used ('default', a folder, "
-                       "a Hub id, or 'none' for estimated token counts)")
-        q.add_argument("--objective", default="auto", choices=OBJECTIVES,
-                       help="training objective (auto: from the data's format)")
-        q.add_argument("--map", action="append", default=[], metavar="SRC=FIELD",
-                       help="rename a column, e.g. --map question=instruction (repeatable)")
+        q.add_argument(
+            "--format",
+            default="auto",
+            help="force a format (alpaca, sharegpt, messages, "
+            "prompt_completion, text, preference, kto)",
+        )
+        q.add_argument(
+            "--model",
+            default="default",
+            help="model whose tokenizer and chat template are used ('default', a folder, "
+            "a Hub id, or 'none' for estimated token counts)",
+        )
+        q.add_argument(
+            "--objective",
+            default="auto",
+            choices=OBJECTIVES,
+            help="training objective (auto: from the data's format)",
+        )
+        q.add_argument(
+            "--map",
+            action="append",
+            default=[],
+            metavar="SRC=FIELD",
+            help="rename a column, e.g. --map question=instruction (repeatable)",
+        )
         q.add_argument("--system-prompt", default="", help="system prompt for rows without one")
         q.add_argument("--max-length", type=int, default=512, help="max tokens a row may have")
-        q.add_argument("--drop", action="append", default=[], metavar="CATEGORY",
-                       help="lint category to drop (e.g. exact_duplicate, too_long, "
-                       "too_long:truncate, recommended); repeatable")
+        q.add_argument(
+            "--drop",
+            action="append",
+            default=[],
+            metavar="CATEGORY",
+            help="lint category to drop (e.g. exact_duplicate, too_long, "
+            "too_long:truncate, recommended); repeatable",
+        )
         q.add_argument("--chat-template", default="auto", choices=["auto", "chatml", "llama3"])
         q.add_argument("--subset", default="", help="Hub dataset subset")
-        q.add_argument("--split", default="train", help="split to read from a Hub id or datasets folder")
+        q.add_argument(
+            "--split", default="train", help="split to read from a Hub id or datasets folder"
+        )
         q.add_argument("--json", action="store_true", help="print the report as JSON")
 
     ins = sub.add_parser("inspect", help="detect the format, lint, and print stats")
@@ -48,7 +71,9 @@ def register(subparsers: Any) -> None:
     prep = sub.add_parser("prepare", help="write a prepared dataset folder (train + validation)")
     common(prep)
     prep.add_argument("--out", required=True, help="output folder (load_from_disk opens it)")
-    prep.add_argument("--val-fraction", type=float, default=0.1, help="share of rows for validation")
+    prep.add_argument(
+        "--val-fraction", type=float, default=0.1, help="share of rows for validation"
+    )
     prep.add_argument("--val-count", type=int, default=None, help="number of validation rows")
     prep.add_argument("--validation", default="", help="a separate validation file")
     prep.add_argument("--seed", type=int, default=42)
@@ -74,8 +99,10 @@ def _config(args: argparse.Namespace, objective: str) -> Any:
         {
             "data": data,
             "method": {"objective": objective},
-            "model": {"id": args.model if args.model != "none" else "default",
-                      "chat_template": args.chat_template},
+            "model": {
+                "id": args.model if args.model != "none" else "default",
+                "chat_template": args.chat_template,
+            },
         }
     )
 
@@ -85,7 +112,9 @@ def _parse_map(items: list[str]) -> dict[str, str]:
     for item in items:
         src, sep, dst = item.partition("=")
         if not sep or not src.strip() or not dst.strip():
-            raise SparkError(f"--map {item!r}: write it as SOURCE=FIELD, e.g. --map question=instruction")
+            raise SparkError(
+                f"--map {item!r}: write it as SOURCE=FIELD, e.g. --map question=instruction"
+            )
         out[src.strip()] = dst.strip()
     return out
 
@@ -111,7 +140,11 @@ def _run(args: argparse.Namespace, out_dir: str | None) -> Any:
     tokenizer = load_tokenizer(args.model)
     val_count = getattr(args, "val_count", None)
     return prepare_dataset(
-        cfg, tokenizer, out_dir=Path(out_dir) if out_dir else None, source=source, val_count=val_count
+        cfg,
+        tokenizer,
+        out_dir=Path(out_dir) if out_dir else None,
+        source=source,
+        val_count=val_count,
     )
 
 
@@ -184,18 +217,22 @@ def format_report(r: dict[str, Any], preview: bool = True) -> str:
             f"p95 {tok['p95']}  max {tok['max']}  total {tok['total']}"
         )
     if st.get("trained_share") is not None:
-        out.append(f"trained  {100 * st['trained_share']:.1f}% of tokens are trained on (answer part)")
+        out.append(
+            f"trained  {100 * st['trained_share']:.1f}% of tokens are trained on (answer part)"
+        )
     h = st["histogram"]
     if h["counts"]:
         top = max(h["counts"])
         out.append("token-length histogram")
-        for lo, hi, n in zip(h["edges"], h["edges"][1:], h["counts"]):
+        for lo, hi, n in zip(h["edges"], h["edges"][1:], h["counts"], strict=False):
             out.append(f"  {lo:>6}-{hi - 1:<6} {n:>7} {_bar(n, top)}")
     if preview and r.get("preview"):
         out.append("\npreview of the first row ([...] is trained on; the rest is context)")
         for p in r["preview"]:
             text = "".join(f"[{s['text']}]" if s["trained"] else s["text"] for s in p["segments"])
-            out.append(f"--- {p['part']}: {p['total_tokens']} tokens, {p['trained_tokens']} trained")
+            out.append(
+                f"--- {p['part']}: {p['total_tokens']} tokens, {p['trained_tokens']} trained"
+            )
             out.append(text)
     return "\n".join(out)
 

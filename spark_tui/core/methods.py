@@ -306,7 +306,9 @@ def _report_format(report: Any) -> str:
         fmt = getattr(value, "format", None)  # a Detection object
         if isinstance(fmt, str):
             return fmt
-    detection = report.get("detection") if isinstance(report, dict) else getattr(report, "detection", None)
+    detection = (
+        report.get("detection") if isinstance(report, dict) else getattr(report, "detection", None)
+    )
     if detection is not None:
         return _report_format(detection)
     return ""
@@ -345,7 +347,9 @@ def check_combination(cfg: RunConfig) -> None:
             f"method.adapter = '{adapter}' works with SFT only; use lora, qlora or full for {obj}"
         )
     if (cfg.method.use_dora or cfg.method.use_rslora) and adapter not in ("lora", "qlora"):
-        raise MethodError("DoRA and rsLoRA are switches on LoRA/QLoRA; set method.adapter to lora or qlora")
+        raise MethodError(
+            "DoRA and rsLoRA are switches on LoRA/QLoRA; set method.adapter to lora or qlora"
+        )
     if adapter == "prefix_tuning" and cfg.train.gradient_checkpointing:
         # PEFT's prefix tuning passes past_key_values, which checkpointing drops.
         pass  # handled in trainer_kwargs (checkpointing is turned off with a log note)
@@ -396,9 +400,7 @@ def choose_precision(requested: str, hw: Hardware) -> str:
     if requested == "fp16" and hw.device == "cpu":
         raise MethodError("train.precision = 'fp16' needs a GPU; use 'fp32' (or 'auto') on CPU")
     if requested == "bf16" and hw.device == "cuda" and not hw.bf16:
-        raise MethodError(
-            f"{hw.name} has no bf16 support; use train.precision = 'fp16' or 'auto'"
-        )
+        raise MethodError(f"{hw.name} has no bf16 support; use train.precision = 'fp16' or 'auto'")
     return requested
 
 
@@ -537,7 +539,9 @@ def resolve_target_modules(spec: str, model: Any | None) -> str | list[str]:
     return wanted
 
 
-def build_peft_config(cfg: RunConfig, model: Any | None = None, *, total_steps: int | None = None) -> Any:
+def build_peft_config(
+    cfg: RunConfig, model: Any | None = None, *, total_steps: int | None = None
+) -> Any:
     """The PEFT config for the run's adapter (None for full fine-tuning)."""
     adapter = cfg.method.adapter
     if adapter == "full":
@@ -636,17 +640,19 @@ def trainer_kwargs(
 
     gc = t.gradient_checkpointing
     if gc and cfg.method.adapter in ("prefix_tuning", "prompt_tuning"):
-        notes.append("gradient checkpointing is off for prompt/prefix tuning (PEFT does not support it)")
+        notes.append(
+            "gradient checkpointing is off for prompt/prefix tuning (PEFT does not support it)"
+        )
         gc = False
 
     kw: dict[str, Any] = {
         "output_dir": str(output_dir),
-        "overwrite_output_dir": False,
         "max_steps": t.max_steps if t.max_steps > 0 else -1,
         "num_train_epochs": t.epochs,
         "learning_rate": t.learning_rate,
         "lr_scheduler_type": t.scheduler,
-        "warmup_ratio": t.warmup_ratio if t.scheduler != "constant" else 0.0,
+        # transformers 5: warmup_steps takes a ratio when below 1 (warmup_ratio is gone).
+        "warmup_steps": min(t.warmup_ratio, 0.999) if t.scheduler != "constant" else 0.0,
         "per_device_train_batch_size": batch,
         "per_device_eval_batch_size": batch,
         "gradient_accumulation_steps": t.grad_accum,

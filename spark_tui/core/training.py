@@ -289,7 +289,6 @@ def _make_callbacks(run: Run, status: StatusWriter, control: StopControl, ctx: d
         """One JSON line per logging step in metrics.jsonl (+ the NaN/inf guard)."""
 
         def __init__(self) -> None:
-            self.fh = open(run.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
             self.last_time: float | None = None
             self.last_step = 0
             self.last_tokens = 0
@@ -338,7 +337,9 @@ def _make_callbacks(run: Run, status: StatusWriter, control: StopControl, ctx: d
                         rec["tokens_per_s"] = round((tokens - self.last_tokens) / dt, 2)
                     self.last_tokens = tokens
                 if dt > 0 and steps > 0:
-                    rows = steps * args.per_device_train_batch_size * args.gradient_accumulation_steps
+                    rows = (
+                        steps * args.per_device_train_batch_size * args.gradient_accumulation_steps
+                    )
                     rec["samples_per_s"] = round(rows / dt, 3)
                 self.last_time = now
                 self.last_step = state.global_step
@@ -352,8 +353,8 @@ def _make_callbacks(run: Run, status: StatusWriter, control: StopControl, ctx: d
             gpu = ctx.get("gpu_mem")
             if gpu is not None:
                 rec.update(gpu())
-            self.fh.write(json.dumps(rec) + "\n")
-            self.fh.flush()
+            with open(run.metrics_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec) + "\n")
             # NaN/inf guard: a diverged run is stopped before it writes a checkpoint.
             bad = [k for k in ("loss", "eval_loss") if k in logs and not _finite(logs[k])]
             if not bad and ctx.get("precision") != "fp16":
@@ -368,10 +369,6 @@ def _make_callbacks(run: Run, status: StatusWriter, control: StopControl, ctx: d
                 status.update(loss=float(logs["loss"]))
             if "eval_loss" in logs and _finite(logs["eval_loss"]):
                 status.update(eval_loss=float(logs["eval_loss"]))
-
-        def close(self) -> None:
-            with contextlib.suppress(Exception):
-                self.fh.close()
 
     class AdaLoraCallback(TrainerCallback):
         """AdaLoRA reallocates ranks from the gradients, before they are cleared."""
@@ -479,7 +476,9 @@ def is_oom(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text
+        "out of memory" in text
+        or "can't allocate memory" in text
+        or "cannot allocate memory" in text
     )
 
 
@@ -592,10 +591,15 @@ def _gpu_mem_reader(hw: Any) -> Callable[[], dict[str, int]] | None:
 def _prepare_data(cfg: RunConfig, tok: Any, run: Run, status: StatusWriter) -> Any:
     from spark_tui.core.data import prepare_dataset
 
-    def progress(*args: Any) -> None:
-        frac = next((a for a in args if isinstance(a, (int, float))), None)
-        text = next((a for a in args if isinstance(a, str)), "")
-        status.update(phase="preparing data", phase_detail=text, phase_progress=frac)
+    last = [0.0]
+
+    def progress(stage: str, done: float, total: float | None) -> None:
+        now = time.time()
+        if now - last[0] < 0.5 and (total is None or done < total):
+            return  # status.json is rewritten at most twice a second
+        last[0] = now
+        frac = float(done) / float(total) if total else None
+        status.update(phase="preparing data", phase_detail=str(stage), phase_progress=frac)
 
     return prepare_dataset(cfg, tok, out_dir=run.data_dir, progress=progress)
 
@@ -620,6 +624,7 @@ def build_trainer(
     precision: str,
     callbacks: Iterable[Any] = (),
     notes: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Any:
     """The TRL trainer for `cfg` on an already-loaded model (also used by the benchmark)."""
     from spark_tui.core import methods, trl_compat
@@ -636,6 +641,7 @@ def build_trainer(
         has_eval=eval_dataset is not None,
         notes=notes,
     )
+    kwargs.update(overrides or {})
     args = trl_compat.make_config(classes, **kwargs)
     trainer_kw: dict[str, Any] = {
         "model": model,
@@ -647,7 +653,11 @@ def build_trainer(
     }
     if peft_cfg is not None:
         trainer_kw["peft_config"] = peft_cfg
-    if cfg.method.objective in ("dpo", "kto") and cfg.preference.reference == "copy" and peft_cfg is not None:
+    if (
+        cfg.method.objective in ("dpo", "kto")
+        and cfg.preference.reference == "copy"
+        and peft_cfg is not None
+    ):
         # An explicit frozen copy instead of "adapters disabled" (more memory, same maths).
         import copy
 
@@ -738,6 +748,20 @@ def _train(
             shutil.rmtree(old, ignore_errors=True)
         status.update(resumed_from=None)
 
+    overrides: dict[str, Any] = {}
+    saved_template = getattr(tok, "chat_template", None)
+    if cfg.method.objective == "sft" and getattr(prepared, "layout", "") == "messages":
+        # Loss on the assistant turns only: the training twin of the chat template
+        # marks them with {% generation %} (it renders the identical text).
+        from spark_tui.core.data import training_chat_template
+
+        twin = training_chat_template(tok)
+        if twin:
+            tok.chat_template = twin
+            overrides["assistant_only_loss"] = True
+        else:
+            log.info("no assistant-only twin of this chat template: loss on the whole conversation")
+
     status.update(phase="loading model")
     model = load_model(cfg, model_path, tok, hw, precision)
 
@@ -748,44 +772,45 @@ def _train(
     notes: list[str] = []
     ctx["gpu_mem"] = _gpu_mem_reader(hw)
     ctx["final_checkpoint"] = cfg.method.adapter != "full"
-    try:
-        status.update(phase="building trainer")
-        trainer = build_trainer(
-            cfg,
-            run,
-            model=model,
-            tokenizer=tok,
-            train_dataset=train_ds,
-            eval_dataset=eval_ds,
-            hw=hw,
-            precision=precision,
-            callbacks=callbacks,
-            notes=notes,
-        )
-        for note in notes:
-            log.warning("%s", note)
-        if cfg.method.objective in ("simpo", "orpo"):
-            counter = TokenCounter(trainer.data_collator)
-            trainer.data_collator = counter
-            ctx["token_counter"] = counter
-        trainable, total = methods.trainable_summary(trainer.model)
-        log.info(
-            "trainable parameters: %s of %s (%.3f %%)", f"{trainable:,}", f"{total:,}",
-            100.0 * trainable / max(total, 1),
-        )
-        status.update(
-            notes=notes,
-            trainable_params=trainable,
-            total_params=total,
-            phase="training",
-        )
-        if control.requested:
-            raise StopRequested(control.reason)
-        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
-    finally:
-        metrics_cb.close()
+    status.update(phase="building trainer")
+    trainer = build_trainer(
+        cfg,
+        run,
+        model=model,
+        tokenizer=tok,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        hw=hw,
+        precision=precision,
+        callbacks=callbacks,
+        notes=notes,
+        overrides=overrides,
+    )
+    for note in notes:
+        log.warning("%s", note)
+    if cfg.method.objective in ("simpo", "orpo"):
+        counter = TokenCounter(trainer.data_collator)
+        trainer.data_collator = counter
+        ctx["token_counter"] = counter
+    trainable, total = methods.trainable_summary(trainer.model)
+    log.info(
+        "trainable parameters: %s of %s (%.3f %%)",
+        f"{trainable:,}",
+        f"{total:,}",
+        100.0 * trainable / max(total, 1),
+    )
+    status.update(
+        notes=notes,
+        trainable_params=trainable,
+        total_params=total,
+        phase="training",
+    )
+    if control.requested:
+        raise StopRequested(control.reason)
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
 
     out_dir = run.model_dir if cfg.method.adapter == "full" else run.adapter_dir
+    tok.chat_template = saved_template  # save the deployable template, not the training twin
     if "diverged" in ctx:
         step, key, value = ctx["diverged"]
         msg, advice = divergence_advice(cfg, step, key, value)
@@ -855,12 +880,19 @@ def run_training(
     result: dict[str, Any]
     redirect_cm = redirect_output(run.log_path) if redirect else contextlib.nullcontext()
     with redirect_cm, _log_handler(run.log_path, to_stderr=redirect):
-        log.info("spark-tui training process %d for run %s%s", pid, run.id, " (resume)" if resume else "")
+        log.info(
+            "spark-tui training process %d for run %s%s", pid, run.id, " (resume)" if resume else ""
+        )
         try:
             cfg = run.config()
             result = _train(
-                run, cfg, resume=resume, status=status, control=control,
-                extra_callbacks=extra_callbacks, ctx=ctx,
+                run,
+                cfg,
+                resume=resume,
+                status=status,
+                control=control,
+                extra_callbacks=extra_callbacks,
+                ctx=ctx,
             )
         except StopRequested as exc:
             log.info("%s before training started", exc)

@@ -32,9 +32,9 @@ class StepScreen(Screen):
         with Vertical(id="step-body"):
             yield from self.compose_body()
         with Horizontal(id="step-nav"):
-            yield Button("◀ Back", id="back")
+            yield Button("◀ Back", id="back", compact=True)
             yield Static("", id="next-reason")
-            yield Button("Next ▶", id="next", variant="primary")
+            yield Button("Next ▶", id="next", variant="primary", compact=True)
         yield Footer()
 
     def compose_body(self) -> ComposeResult:  # pragma: no cover - abstract

@@ -7,7 +7,7 @@ from typing import Any
 from spark_tui.core.data.normalize import KINDS
 
 OBJECTIVES = ("sft", "dpo", "simpo", "orpo", "kto", "reward")
-_PAIRS = ("dpo", "simpo", "orpo", "reward")
+_NAMES = {"dpo": "DPO", "simpo": "SimPO", "orpo": "ORPO", "reward": "a reward model"}
 
 
 def method_fit(fmt: str) -> dict[str, dict[str, Any]]:
@@ -27,27 +27,35 @@ def _fit(kind: str, obj: str) -> tuple[bool, str]:
         if obj == "kto":
             return False, "KTO needs a good/bad label for each answer; these rows have none"
         return False, (
-            f"{obj.upper() if obj != 'reward' else 'a reward model'} needs a chosen and a rejected "
+            f"{_NAMES[obj]} needs a chosen and a rejected "
             "answer per prompt; build pairs with the 'pairs from two answer columns' or "
             "'generate rejected answers' recipe"
         )
     if kind == "text":
         if obj == "sft":
             return True, "plain text: continued pre-training on every token (no chat template)"
-        return False, "plain text has no prompts or preferences; only SFT (continued pre-training) fits"
+        return (
+            False,
+            "plain text has no prompts or preferences; only SFT (continued pre-training) fits",
+        )
     if kind == "pref":
         if obj == "sft":
             return True, "preference pairs: SFT trains on the prompt and the chosen answer"
         if obj == "kto":
-            return True, "each pair gives one desirable (chosen) and one undesirable (rejected) example"
-        names = {"dpo": "DPO", "simpo": "SimPO", "orpo": "ORPO", "reward": "a reward model"}
-        return True, f"prompt / chosen / rejected pairs: exactly what {names[obj]} learns from"
+            return (
+                True,
+                "each pair gives one desirable (chosen) and one undesirable (rejected) example",
+            )
+        return True, f"prompt / chosen / rejected pairs: exactly what {_NAMES[obj]} learns from"
     # kto
     if obj == "kto":
         return True, "answers labelled desirable / undesirable: exactly what KTO learns from"
     if obj == "sft":
         return True, "SFT trains on the desirable (label true) rows only"
-    return False, "the rows are labelled one by one, not paired; pairs objectives need chosen and rejected"
+    return (
+        False,
+        "the rows are labelled one by one, not paired; pairs objectives need chosen and rejected",
+    )
 
 
 def supported(fmt: str) -> list[str]:

@@ -300,10 +300,14 @@ def _detect(rows: list[dict[str, Any]]) -> tuple[str, list[str], list[str]] | No
 
     # KTO: prompt/completion + label, or messages + label
     if label_col and present("completion") and present("prompt"):
-        ev.append(f"'prompt', 'completion' and '{label_col}' in {_pct(has[label_col])} of {n} sampled rows")
+        ev.append(
+            f"'prompt', 'completion' and '{label_col}' in {_pct(has[label_col])} of {n} sampled rows"
+        )
         cands.append("kto")
     elif label_col and present("messages") and conv_style("messages"):
-        ev.append(f"'messages' conversations plus a '{label_col}' column in {_pct(has[label_col])} of {n} sampled rows")
+        ev.append(
+            f"'messages' conversations plus a '{label_col}' column in {_pct(has[label_col])} of {n} sampled rows"
+        )
         cands.append("kto")
     if present("chosen") and present("rejected"):
         kind = _value_kind(rows, "chosen")
@@ -328,7 +332,9 @@ def _detect(rows: list[dict[str, Any]]) -> tuple[str, list[str], list[str]] | No
         if style == "sharegpt":
             cands.append("sharegpt")
             if "preference" not in cands:
-                ev.append(f"'conversations' is a list of turns with 'from'/'value' keys in {n} sampled rows")
+                ev.append(
+                    f"'conversations' is a list of turns with 'from'/'value' keys in {n} sampled rows"
+                )
         elif style == "messages":
             cands.append("messages")
             ev.append("'conversations' holds 'role'/'content' turns: read as OpenAI messages")
@@ -337,7 +343,9 @@ def _detect(rows: list[dict[str, Any]]) -> tuple[str, list[str], list[str]] | No
         if style == "messages":
             cands.append("messages")
             if "kto" not in cands:
-                ev.append(f"'messages' is a list of turns with 'role'/'content' keys in {_pct(has['messages'])} of {n} sampled rows")
+                ev.append(
+                    f"'messages' is a list of turns with 'role'/'content' keys in {_pct(has['messages'])} of {n} sampled rows"
+                )
         elif style == "sharegpt":
             cands.append("sharegpt")
             ev.append("'messages' holds 'from'/'value' turns: read as ShareGPT")
@@ -350,10 +358,14 @@ def _detect(rows: list[dict[str, Any]]) -> tuple[str, list[str], list[str]] | No
         )
     if present("prompt") and present("completion") and "kto" not in cands:
         cands.append("prompt_completion")
-        ev.append(f"'prompt' and 'completion' in {_pct(min(has['prompt'], has['completion']))} of {n} sampled rows")
+        ev.append(
+            f"'prompt' and 'completion' in {_pct(min(has['prompt'], has['completion']))} of {n} sampled rows"
+        )
     if present("text") and not cands:
         cands.append("text")
-        ev.append(f"only a 'text' column to learn from ({_pct(has['text'])} of {n} sampled rows): continued pre-training")
+        ev.append(
+            f"only a 'text' column to learn from ({_pct(has['text'])} of {n} sampled rows): continued pre-training"
+        )
     if not cands:
         return None
     fmt = cands[0]
@@ -385,7 +397,9 @@ _REQUIRED = {
 }
 
 
-def _check_fields(fmt: str, rows: list[dict[str, Any]], columns: list[str], mapping: dict[str, str]) -> None:
+def _check_fields(
+    fmt: str, rows: list[dict[str, Any]], columns: list[str], mapping: dict[str, str]
+) -> None:
     have = set(_columns(rows))
     missing = [alts for alts in _REQUIRED[fmt] if not any(a in have for a in alts)]
     if fmt == "kto" and "prompt" in have and "completion" not in have:

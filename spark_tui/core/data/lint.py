@@ -59,7 +59,12 @@ CATEGORIES: dict[str, Category] = {
                  ("keep", "drop"), "drop"),
     )
 }  # fmt: skip
-RECOMMENDED_DROP = ["exact_duplicate", "chosen_equals_rejected", "too_long:truncate", "control_chars:strip"]
+RECOMMENDED_DROP = [
+    "exact_duplicate",
+    "chosen_equals_rejected",
+    "too_long:truncate",
+    "control_chars:strip",
+]
 MAX_EXAMPLES = 10
 
 _CTRL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd\ud800-\udfff]")
@@ -80,9 +85,13 @@ def parse_drop(drop: list[str] | tuple[str, ...] | None) -> dict[str, str]:
         cat = CATEGORIES.get(cid)
         if cat is None:
             known = ", ".join(c for c in CATEGORIES if not CATEGORIES[c].forced)
-            raise DataError(f"unknown lint category {cid!r} in data.drop; known: {known}, recommended")
+            raise DataError(
+                f"unknown lint category {cid!r} in data.drop; known: {known}, recommended"
+            )
         if action not in cat.actions:
-            raise DataError(f"lint category {cid!r} cannot be '{action}'; choose {' or '.join(cat.actions)}")
+            raise DataError(
+                f"lint category {cid!r} cannot be '{action}'; choose {' or '.join(cat.actions)}"
+            )
         actions[cid] = action
     return actions
 

@@ -120,9 +120,7 @@ def load_source(
     if p.exists():
         return _load_path(p, split=split, progress=progress)
     if _looks_like_path(text):
-        raise DataError(
-            f"{text}: no such file or folder; check the path (supported: {SUPPORTED})"
-        )
+        raise DataError(f"{text}: no such file or folder; check the path (supported: {SUPPORTED})")
     if _HUB_ID.match(text):
         return load_hub(text, subset=subset, split=split, progress=progress)
     raise DataError(f"{text}: no such file, and not a Hub dataset id like 'owner/name'")
@@ -139,7 +137,9 @@ def _load_path(p: Path, *, split: str, progress: Progress | None) -> Source:
     if p.is_dir():
         return load_saved_folder(p, split=split, progress=progress)
     if not os.access(p, os.R_OK):
-        raise DataError("cannot read this file (permission denied); check its permissions", path=str(p))
+        raise DataError(
+            "cannot read this file (permission denied); check its permissions", path=str(p)
+        )
     suffix = "".join(s.lower() for s in p.suffixes[-1:])
     loader = {
         ".jsonl": load_jsonl,
@@ -280,7 +280,7 @@ def load_jsonl(p: Path, *, progress: Progress | None = None) -> Source:
             if not isinstance(obj, dict):
                 raise DataError(
                     f"expected a JSON object {{...}} on each line, found {_kind(obj)}; "
-                    "each line must be one row like {\"instruction\": ..., \"output\": ...}",
+                    'each line must be one row like {"instruction": ..., "output": ...}',
                     path=str(p),
                     line=lineno,
                 )
@@ -291,8 +291,10 @@ def load_jsonl(p: Path, *, progress: Progress | None = None) -> Source:
     if progress:
         progress("reading", size, size)
     if not rows:
-        raise DataError("the file is empty (no JSON rows); add rows or pick another file", path=str(p))
-    if bad_lines and len(bad_lines) > max(10, len(rows) // 10):
+        raise DataError(
+            "the file is empty (no JSON rows); add rows or pick another file", path=str(p)
+        )
+    if bad_lines and len(bad_lines) > max(2, len(rows) // 10):
         raise DataError(
             f"not UTF-8: {len(bad_lines)} lines have invalid bytes (first: line {bad_lines[0]}); "
             "re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`",
@@ -323,7 +325,9 @@ def _parse_jsonl_text(p: Path, text: str, notes: list[str], size: int) -> Source
         rows.append(obj)
         lines.append(lineno)
     if not rows:
-        raise DataError("the file is empty (no JSON rows); add rows or pick another file", path=str(p))
+        raise DataError(
+            "the file is empty (no JSON rows); add rows or pick another file", path=str(p)
+        )
     return Source(rows, str(p), "jsonl", lines, notes, size)
 
 
@@ -358,7 +362,9 @@ def load_json(p: Path, *, progress: Progress | None = None) -> Source:
             f"the file holds {_kind(obj)}; expected an array of rows [{{...}}, ...]", path=str(p)
         )
     if not rows:
-        raise DataError("the file holds no rows (an empty array); add rows or pick another file", path=str(p))
+        raise DataError(
+            "the file holds no rows (an empty array); add rows or pick another file", path=str(p)
+        )
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise DataError(
@@ -371,15 +377,19 @@ def load_json(p: Path, *, progress: Progress | None = None) -> Source:
 def _rows_from_object(p: Path, obj: dict[str, Any]) -> tuple[list[Any], str]:
     lists = {k: v for k, v in obj.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
     if lists:
-        key = next((k for k in _ROW_KEYS if k in lists), None) or max(lists, key=lambda k: len(lists[k]))
+        key = next((k for k in _ROW_KEYS if k in lists), None) or max(
+            lists, key=lambda k: len(lists[k])
+        )
         return lists[key], f"rows read from the object's '{key}' array"
     cols = {k: v for k, v in obj.items() if isinstance(v, list)}
     if cols and len(cols) == len(obj) and len({len(v) for v in cols.values()}) == 1:
         n = len(next(iter(cols.values())))
-        return [{k: v[i] for k, v in cols.items()} for i in range(n)], "read as columns (one list per field)"
+        return [
+            {k: v[i] for k, v in cols.items()} for i in range(n)
+        ], "read as columns (one list per field)"
     raise DataError(
         "the file holds one JSON object without an array of rows in it; "
-        "expected [{...}, ...] or {\"data\": [{...}, ...]}",
+        'expected [{...}, ...] or {"data": [{...}, ...]}',
         path=str(p),
     )
 
@@ -413,7 +423,9 @@ def load_csv(p: Path, *, progress: Progress | None = None, delimiter: str = ",")
         raise DataError(f"not valid CSV: {exc}", path=str(p), line=reader.line_num) from exc
     header = [h.strip() for h in header]
     if not any(header):
-        raise DataError("the first line must name the columns (e.g. instruction,output)", path=str(p), line=1)
+        raise DataError(
+            "the first line must name the columns (e.g. instruction,output)", path=str(p), line=1
+        )
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     start_line = reader.line_num + 1

@@ -37,8 +37,36 @@ KINDS = {
     "preference": "pref",
     "kto": "kto",
 }
-TRUE_LABELS = {"true", "1", "yes", "y", "good", "desirable", "positive", "pos", "chosen", "+", "up", "thumbs_up", "👍"}
-FALSE_LABELS = {"false", "0", "no", "n", "bad", "undesirable", "negative", "neg", "rejected", "-", "down", "thumbs_down", "👎"}
+TRUE_LABELS = {
+    "true",
+    "1",
+    "yes",
+    "y",
+    "good",
+    "desirable",
+    "positive",
+    "pos",
+    "chosen",
+    "+",
+    "up",
+    "thumbs_up",
+    "👍",
+}
+FALSE_LABELS = {
+    "false",
+    "0",
+    "no",
+    "n",
+    "bad",
+    "undesirable",
+    "negative",
+    "neg",
+    "rejected",
+    "-",
+    "down",
+    "thumbs_down",
+    "👎",
+}
 
 Unit = dict[str, Any]
 Issue = tuple[str, str]  # (category, detail)
@@ -110,7 +138,9 @@ def convert_turns(turns: Any, style: str, issues: list[Issue]) -> list[dict[str,
     return out
 
 
-def check_order(messages: list[dict[str, str]], issues: list[Issue], *, need_answer: bool = True) -> bool:
+def check_order(
+    messages: list[dict[str, str]], issues: list[Issue], *, need_answer: bool = True
+) -> bool:
     """Record role-order problems; False if the row cannot be trained at all."""
     roles = [m["role"] for m in messages]
     if need_answer and "assistant" not in roles:
@@ -128,7 +158,7 @@ def check_order(messages: list[dict[str, str]], issues: list[Issue], *, need_ans
         issues.append(("role_order", "a system turn after the start"))
     if body and body[0] != "user":
         issues.append(("role_order", f"the conversation starts with '{body[0]}', not 'user'"))
-    for a, b in zip(body, body[1:]):
+    for a, b in zip(body, body[1:], strict=False):
         if a == b and a in ("user", "assistant"):
             issues.append(("role_order", f"two '{a}' turns in a row"))
             break
@@ -146,7 +176,9 @@ def with_system(messages: list[dict[str, str]], system: str | None) -> list[dict
     return messages
 
 
-def _prompt_messages(value: Any, issues: list[Issue], what: str = "prompt") -> list[dict[str, str]] | None:
+def _prompt_messages(
+    value: Any, issues: list[Issue], what: str = "prompt"
+) -> list[dict[str, str]] | None:
     if isinstance(value, list) and value and all(isinstance(t, dict) for t in value):
         style = "sharegpt" if "from" in value[0] else "messages"
         return convert_turns(value, style, issues)
@@ -188,13 +220,17 @@ def _split_common_prefix(
     return chosen[:n], chosen[n:], rejected[n:]
 
 
-def _strip_prefix(prompt: list[dict[str, str]], answer: list[dict[str, str]]) -> list[dict[str, str]]:
+def _strip_prefix(
+    prompt: list[dict[str, str]], answer: list[dict[str, str]]
+) -> list[dict[str, str]]:
     if len(answer) > len(prompt) and answer[: len(prompt)] == prompt:
         return answer[len(prompt) :]
     return answer
 
 
-def to_unit(row: dict[str, Any], fmt: str, system_prompt: str = "") -> tuple[Unit | None, list[Issue]]:
+def to_unit(
+    row: dict[str, Any], fmt: str, system_prompt: str = ""
+) -> tuple[Unit | None, list[Issue]]:
     """One (already column-mapped) row as a unit; None when the row is unusable."""
     issues: list[Issue] = []
     unit: Unit | None = None

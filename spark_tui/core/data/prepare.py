@@ -12,7 +12,6 @@ import math
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,12 +110,16 @@ def prepare_dataset(
     obj = objective or cfg.method.objective
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    src = source or load_source(d.path, subset=d.subset, split=d.split, objective=obj, progress=progress)
+    src = source or load_source(
+        d.path, subset=d.subset, split=d.split, objective=obj, progress=progress
+    )
     timings["load_s"] = time.perf_counter() - t
     det = detect_format(src.rows, column_map=d.column_map, override=d.format)
     fit = method_fit(det.format)
     if not fit[obj]["ok"]:
-        raise DataError(f"{src.path}: the data is {det.title}, which cannot train {obj}: {fit[obj]['why']}")
+        raise DataError(
+            f"{src.path}: the data is {det.title}, which cannot train {obj}: {fit[obj]['why']}"
+        )
     actions = L.parse_drop(d.drop)
     layout = "text" if KINDS[det.format] == "text" and obj == "sft" else LAYOUTS[obj]
     template: TemplateChoice | None = None
@@ -141,13 +144,19 @@ def prepare_dataset(
             raise DataError(
                 f"{val_src.path}: the validation file is {vdet.title}, which cannot train {obj}"
             )
-        val_proc = _process(val_src, vdet, obj, d.system_prompt, actions, counter, d.max_length, None)
+        val_proc = _process(
+            val_src, vdet, obj, d.system_prompt, actions, counter, d.max_length, None
+        )
         train_idx, val_idx = list(range(len(main.rows))), []
         split_info: dict[str, Any] = {"method": "file", "validation_path": str(val_src.path)}
     else:
         labels = [r["label"] for r in main.rows] if layout == "kto" else None
         train_idx, val_idx = split_indices(
-            len(main.rows), val_fraction=d.val_fraction, val_count=val_count, seed=d.seed, labels=labels
+            len(main.rows),
+            val_fraction=d.val_fraction,
+            val_count=val_count,
+            seed=d.seed,
+            labels=labels,
         )
         split_info = {
             "method": "count" if val_count is not None else "fraction",
@@ -158,8 +167,7 @@ def prepare_dataset(
     if not train_idx:
         raise DataError(
             f"{src.path}: no rows are left to train on after cleaning ({main.rows_in} read, "
-            f"{main.usable} usable); see the lint report"
-            + _top_reasons(main.findings)
+            f"{main.usable} usable); see the lint report" + _top_reasons(main.findings)
         )
     train_rows = [main.rows[i] for i in train_idx]
     train_len = [main.lengths[i] for i in train_idx]
@@ -188,7 +196,9 @@ def prepare_dataset(
         "kto_balance": main.kto,
         "keys": main.keys,
         "split": split_info,
-        "stats": _stats(main, train_rows, val_rows, train_len + val_len, counter, template, d.max_length),
+        "stats": _stats(
+            main, train_rows, val_rows, train_len + val_len, counter, template, d.max_length
+        ),
         "method_fit": fit,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -197,7 +207,9 @@ def prepare_dataset(
         report["validation_lint"] = [f.as_dict(val_src.where) for f in val_proc.findings.values()]
     if train_rows:
         try:
-            report["preview"] = [p.as_dict() for p in preview_example(train_rows[0], tokenizer, template)]
+            report["preview"] = [
+                p.as_dict() for p in preview_example(train_rows[0], tokenizer, template)
+            ]
         except DataError as exc:
             report["preview_error"] = str(exc)
     prepared = PreparedData(
@@ -251,10 +263,16 @@ def _process(
             found["keys_differ"][i] = None
             missing, extra = common - set(r), set(r) - common
             det_s = (f"missing {', '.join(sorted(missing))}" if missing else "") + (
-                ("; " if missing and extra else "") + f"extra {', '.join(sorted(extra))}" if extra else ""
+                ("; " if missing and extra else "") + f"extra {', '.join(sorted(extra))}"
+                if extra
+                else ""
             )
             details["keys_differ"][det_s] += 1
-    keys_info = {"most_common": sorted(common), "rows_with_them": common_n, "key_sets": len(keysets)}
+    keys_info = {
+        "most_common": sorted(common),
+        "rows_with_them": common_n,
+        "key_sets": len(keysets),
+    }
 
     every = max(1, rows_in // 50)
     pref_equal: set[int] = set()
@@ -321,7 +339,9 @@ def _process(
         if any(actions.get(c) == "drop" for c in f):
             continue
         if "control_chars" in f:
-            o = L.map_strings(o, L.strip_control if actions["control_chars"] == "strip" else L.fix_surrogates)
+            o = L.map_strings(
+                o, L.strip_control if actions["control_chars"] == "strip" else L.fix_surrogates
+            )
         kept.append(o)
         kept_src.append(out_src[j])
 
@@ -331,7 +351,7 @@ def _process(
     final_src: list[int] = []
     final_len: list[int] = []
     truncated = could_not = 0
-    for o, i, n in zip(kept, kept_src, lengths):
+    for o, i, n in zip(kept, kept_src, lengths, strict=False):
         if n > max_length:
             found["too_long"][i] = None
             act = actions["too_long"]
@@ -352,7 +372,7 @@ def _process(
 
     findings: dict[str, L.Finding] = {}
     for cid, rows in found.items():
-        fnd = L.Finding(cid, list(rows), details[cid], actions[cid])
+        fnd = L.Finding(cid, sorted(rows), details[cid], actions[cid])
         if cid == "too_long":
             fnd.extra = {
                 "max_length": max_length,
@@ -427,9 +447,7 @@ def _stats(
                 total += p.total_tokens
         except DataError:
             continue
-    dropped = {
-        c: f.count for c, f in main.findings.items() if f.count and f.action == "drop"
-    }
+    dropped = {c: f.count for c, f in main.findings.items() if f.count and f.action == "drop"}
     return {
         "rows_before": main.rows_in,
         "rows_usable": main.usable,
@@ -461,7 +479,9 @@ def features_for(layout: str) -> Any:
     return Features({"prompt": msgs, "completion": msgs, "label": Value("bool")})
 
 
-def build_dataset_dict(train: list[dict[str, Any]], validation: list[dict[str, Any]], layout: str) -> Any:
+def build_dataset_dict(
+    train: list[dict[str, Any]], validation: list[dict[str, Any]], layout: str
+) -> Any:
     """A DatasetDict with ``train`` and ``validation`` (possibly empty) of the layout's schema."""
     import pyarrow as pa
     from datasets import Dataset, DatasetDict, DatasetInfo
@@ -477,7 +497,9 @@ def build_dataset_dict(train: list[dict[str, Any]], validation: list[dict[str, A
     return DatasetDict({"train": make(train), "validation": make(validation)})
 
 
-def write_prepared(prepared: PreparedData, out_dir: Path, *, progress: Progress | None = None) -> Path:
+def write_prepared(
+    prepared: PreparedData, out_dir: Path, *, progress: Progress | None = None
+) -> Path:
     """Write the DatasetDict (``save_to_disk``) and ``data_report.json`` into `out_dir`."""
     from spark_tui.core.fsutil import atomic_write_json
 
@@ -487,7 +509,9 @@ def write_prepared(prepared: PreparedData, out_dir: Path, *, progress: Progress 
         sp = Path(src.path)
         if sp.exists():
             try:
-                if out_dir.resolve() == sp.resolve() or sp.resolve().is_relative_to(out_dir.resolve()):
+                if out_dir.resolve() == sp.resolve() or sp.resolve().is_relative_to(
+                    out_dir.resolve()
+                ):
                     raise DataError(
                         f"{out_dir}: refusing to write the prepared data over the source; "
                         "choose another output folder"
@@ -502,7 +526,9 @@ def write_prepared(prepared: PreparedData, out_dir: Path, *, progress: Progress 
         with _no_progress_bars():
             prepared.dataset.save_to_disk(str(out_dir))
     except OSError as exc:
-        raise DataError(f"{out_dir}: cannot write the prepared data ({exc.strerror or exc})") from exc
+        raise DataError(
+            f"{out_dir}: cannot write the prepared data ({exc.strerror or exc})"
+        ) from exc
     atomic_write_json(out_dir / REPORT_NAME, prepared.report)
     _notify(progress, "writing", 1, 1)
     return out_dir

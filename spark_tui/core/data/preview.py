@@ -68,7 +68,9 @@ def preview_example(
         eos = getattr(tokenizer, "eos_token", None) if tokenizer is not None else None
         if isinstance(eos, str):
             text += eos
-        return [_build("text", text, [(0, len(text))], tokenizer, "plain text: every token is trained")]
+        return [
+            _build("text", text, [(0, len(text))], tokenizer, "plain text: every token is trained")
+        ]
     tmpl = _template_of(tokenizer, template)
     gen = tmpl if has_generation_markers(tmpl) else training_chat_template(tmpl)
     renderer = Renderer(gen or tmpl, tokenizer)
@@ -80,7 +82,7 @@ def preview_example(
         parts = ["completion"]
         label = bool(row.get("label"))
     out = []
-    for part, conv in zip(parts, conversations_of(row)):
+    for part, conv in zip(parts, conversations_of(row), strict=False):
         n_prompt = len(row["prompt"]) if "prompt" in row else None
         if gen:
             text, spans = renderer.render_with_generation(conv)
@@ -120,7 +122,9 @@ def _prefix_spans(
     return full, spans
 
 
-def _build(part: str, text: str, spans: list[tuple[int, int]], tokenizer: Any, method: str) -> Preview:
+def _build(
+    part: str, text: str, spans: list[tuple[int, int]], tokenizer: Any, method: str
+) -> Preview:
     def trained_at(pos: int) -> bool:
         return any(a <= pos < b for a, b in spans)
 
@@ -128,7 +132,7 @@ def _build(part: str, text: str, spans: list[tuple[int, int]], tokenizer: Any, m
         bounds = sorted({0, len(text), *(x for s in spans for x in s if 0 <= x <= len(text))})
         segs = [
             Segment(text[a:b], trained_at(a), max(1, (b - a) // 4))
-            for a, b in zip(bounds, bounds[1:])
+            for a, b in zip(bounds, bounds[1:], strict=False)
             if b > a
         ]
         return _finish(part, text, segs, method + " (token counts estimated: no tokenizer)", False)

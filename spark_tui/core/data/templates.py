@@ -220,7 +220,9 @@ class Renderer:
         except Exception as exc:  # noqa: BLE001 - templates raise their own errors
             raise DataError(f"the chat template failed on a row: {exc}") from exc
 
-    def render_with_generation(self, messages: list[dict[str, Any]]) -> tuple[str, list[tuple[int, int]]]:
+    def render_with_generation(
+        self, messages: list[dict[str, Any]]
+    ) -> tuple[str, list[tuple[int, int]]]:
         """Text plus the character spans the template marks as generation."""
         from transformers.utils.chat_template_utils import _render_with_assistant_indices
 

@@ -7,7 +7,9 @@ from typing import Any
 from spark_tui.core.data.errors import DataError
 
 
-def load_tokenizer(model: str = "default", *, revision: str = "", trust_remote_code: bool = False) -> Any:
+def load_tokenizer(
+    model: str = "default", *, revision: str = "", trust_remote_code: bool = False
+) -> Any:
     """The tokenizer of `model` ("default", a local folder or a Hub id); None for "none".
 
     A Hub id is only tried when the Hub is reachable; offline, the error says so.

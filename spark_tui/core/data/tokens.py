@@ -24,7 +24,9 @@ class TokenCounter:
         self.tokenizer = tokenizer
         self.renderer = renderer
         self.exact = tokenizer is not None
-        self._backend = getattr(tokenizer, "backend_tokenizer", None) if tokenizer is not None else None
+        self._backend = (
+            getattr(tokenizer, "backend_tokenizer", None) if tokenizer is not None else None
+        )
 
     def count(self, texts: list[str]) -> list[int]:
         if not texts:
@@ -71,7 +73,7 @@ class TokenCounter:
                     texts.append(t)
                     owners.append(j)
             lens = [0] * len(batch)
-            for j, n in zip(owners, self.count(texts)):
+            for j, n in zip(owners, self.count(texts), strict=False):
                 if n > lens[j]:
                     lens[j] = n
             out.extend(lens)
@@ -104,7 +106,10 @@ class TokenCounter:
                 keep = len(ids) - (n - max_length) - 2
                 if keep <= 0:
                     return None
-                msgs[-1] = {"role": "assistant", "content": self._decode(ids[:keep], last["content"])}
+                msgs[-1] = {
+                    "role": "assistant",
+                    "content": self._decode(ids[:keep], last["content"]),
+                }
                 out[key] = msgs
             else:
                 return None

@@ -17,7 +17,7 @@ Tokenizers: SentencePiece vocabularies (``tokenizer.model``, or a
 ``tokenizer.ggml.model = "llama"`` with scores and token types; byte-level BPE
 becomes ``"gpt2"`` with merges and a pre-tokenizer name recognised from the
 ``tokenizer.json`` pre-tokenizer (``llama-bpe``, ``qwen2``, ``smollm``,
-``gpt2``).
+``gpt-2``).
 
 Tensors are streamed one at a time (header and tensor table first, then each
 tensor is loaded, converted and written), so memory stays at one tensor on top
@@ -55,7 +55,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
 }
 # Types written directly by this module (K-quants go through quantize.py).
 DIRECT_TYPES = ("f32", "f16", "bf16", "q8_0")
-SUPPORTED_PRE_TOKENIZERS = ("llama-bpe", "qwen2", "smollm", "gpt2")
+SUPPORTED_PRE_TOKENIZERS = ("llama-bpe", "qwen2", "smollm", "gpt-2")
 
 # Pre-tokenizer split regexes as they appear in tokenizer.json files.
 _LLAMA3_SPLIT = (
@@ -234,9 +234,7 @@ class _TensorSource:
 def _permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     """Undo HF's rotate-half Q/K layout into the interleaved layout llama.cpp uses."""
     shape = w.shape
-    return (
-        w.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
-    )
+    return w.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
 
 
 def _natural_key(name: str) -> tuple:
@@ -337,7 +335,7 @@ def detect_pre_tokenizer(tj: dict[str, Any]) -> str:
     ):
         return "smollm"
     if kinds == ["ByteLevel"] and parts[0].get("use_regex", True):
-        return "gpt2"
+        return "gpt-2"  # llama.cpp's name for the GPT-2 split regex
     raise UnsupportedModelError(
         f"tokenizer.json: pre-tokenizer {json.dumps(tj.get('pre_tokenizer'))[:300]} is not one "
         f"the GGUF exporter recognises ({', '.join(SUPPORTED_PRE_TOKENIZERS)}); llama.cpp would "
@@ -373,9 +371,13 @@ def build_vocab(model_dir: Path, n_vocab: int, gguf_mod: Any) -> VocabInfo:
     tmodel = (tj or {}).get("model", {})
 
     is_bpe = tj is not None and tmodel.get("type") == "BPE"
-    byte_level = is_bpe and not tmodel.get("byte_fallback") and (
-        (tj.get("decoder") or {}).get("type") == "ByteLevel"
-        or any(p.get("type") == "ByteLevel" for p in _flatten_pretok(tj.get("pre_tokenizer")))
+    byte_level = (
+        is_bpe
+        and not tmodel.get("byte_fallback")
+        and (
+            (tj.get("decoder") or {}).get("type") == "ByteLevel"
+            or any(p.get("type") == "ByteLevel" for p in _flatten_pretok(tj.get("pre_tokenizer")))
+        )
     )
     if sp_path.is_file() and not byte_level:
         tokens, scores, types = _spm_from_model(sp_path, TT)
@@ -561,7 +563,9 @@ def export_gguf(
             elif ".self_attn.k_proj." in hf_name:
                 permute = n_kv
         plan.append(
-            _PlannedTensor(gname, hf_name, shape, _choose_type(gguf, out_type, shape, gname), permute)
+            _PlannedTensor(
+                gname, hf_name, shape, _choose_type(gguf, out_type, shape, gname), permute
+            )
         )
     if rope_type == "llama3":
         factors = llama3_rope_factors(config)
@@ -597,13 +601,30 @@ def export_gguf(
     with atomic_output(out_path) as tmp:
         gw = gguf.GGUFWriter(str(tmp), arch_name)
         try:
-            _write_metadata(gw, gguf, config, model_dir, name, ftype, n_vocab, n_layer, n_head,
-                            n_kv, head_dim, theta, rope_type, scaling)
+            _write_metadata(
+                gw,
+                gguf,
+                config,
+                model_dir,
+                name,
+                ftype,
+                n_vocab,
+                n_layer,
+                n_head,
+                n_kv,
+                head_dim,
+                theta,
+                rope_type,
+                scaling,
+            )
             _write_vocab(gw, gguf, model_dir, vocab, n_vocab)
             for p in plan:
                 shape, dtype, nbytes = _nbytes(gguf, p.shape, p.qtype)
-                raw = None if p.qtype in (gguf.GGMLQuantizationType.F32,
-                                          gguf.GGMLQuantizationType.F16) else p.qtype
+                raw = (
+                    None
+                    if p.qtype in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
+                    else p.qtype
+                )
                 gw.add_tensor_info(p.gguf_name, shape, np.dtype(dtype), nbytes, raw_dtype=raw)
             gw.write_header_to_file()
             gw.write_kv_data_to_file()
@@ -636,8 +657,22 @@ def export_gguf(
     )
 
 
-def _write_metadata(gw, gguf, config, model_dir, name, ftype, n_vocab, n_layer, n_head, n_kv,
-                    head_dim, theta, rope_type, scaling) -> None:
+def _write_metadata(
+    gw,
+    gguf,
+    config,
+    model_dir,
+    name,
+    ftype,
+    n_vocab,
+    n_layer,
+    n_head,
+    n_kv,
+    head_dim,
+    theta,
+    rope_type,
+    scaling,
+) -> None:
     gw.add_type(gguf.GGUFType.MODEL)
     gw.add_name(name or Path(model_dir).name)
     gw.add_context_length(int(config.get("max_position_embeddings") or 4096))

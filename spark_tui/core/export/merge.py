@@ -63,7 +63,8 @@ class MergeResult:
         if self.checked:
             lines.append(
                 f"logits check: max |Δlogit| {self.max_abs_diff:.3g} (tolerance {self.tolerance:.3g}), "
-                f"top-1 agreement {self.top1_agreement:.0%} - " + ("ok" if self.passed else "FAILED")
+                f"top-1 agreement {self.top1_agreement:.0%} - "
+                + ("ok" if self.passed else "FAILED")
             )
         lines.extend(self.notes)
         return lines
@@ -171,7 +172,9 @@ def merge_adapter(
             dtype = "bfloat16"
         else:
             dtype = _checkpoint_dtype(base)
-    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
+        dtype
+    ]
     notes: list[str] = []
     if qlora:
         notes.append(

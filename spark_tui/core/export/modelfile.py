@@ -117,16 +117,23 @@ FAMILIES: dict[str, TemplateFamily] = {
     f.name: f
     for f in (
         TemplateFamily(
-            "chatml", CHATML, ("<|im_start|>", "<|im_end|>"), "ChatML (<|im_start|>)",
+            "chatml",
+            CHATML,
+            ("<|im_start|>", "<|im_end|>"),
+            "ChatML (<|im_start|>)",
             default_system_re=r"^<\|im_start\|>system\n(.*?)<\|im_end\|>\n",
         ),
         TemplateFamily(
-            "llama3", LLAMA3, ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+            "llama3",
+            LLAMA3,
+            ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
             "Llama 3 (<|start_header_id|>)",
             default_system_re=r"^<\|start_header_id\|>system<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>",
         ),
         TemplateFamily(
-            "llama2", LLAMA2, ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>"),
+            "llama2",
+            LLAMA2,
+            ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>"),
             "Llama 2 ([INST] with <<SYS>>)",
         ),
         TemplateFamily("mistral", MISTRAL, ("[INST]", "[/INST]"), "Mistral v0.1/v0.2 ([INST])"),
@@ -135,11 +142,15 @@ FAMILIES: dict[str, TemplateFamily] = {
             "gemma", GEMMA, ("<start_of_turn>", "<end_of_turn>"), "Gemma (<start_of_turn>)"
         ),
         TemplateFamily(
-            "phi3", PHI3, ("<|end|>", "<|user|>", "<|assistant|>", "<|system|>"),
+            "phi3",
+            PHI3,
+            ("<|end|>", "<|user|>", "<|assistant|>", "<|system|>"),
             "Phi-3 (<|user|> ... <|end|>)",
         ),
         TemplateFamily(
-            "zephyr", ZEPHYR, ("<|system|>", "<|user|>", "<|assistant|>", "</s>"),
+            "zephyr",
+            ZEPHYR,
+            ("<|system|>", "<|user|>", "<|assistant|>", "</s>"),
             "Zephyr / TinyLlama chat (<|user|> ... </s>)",
         ),
     )
@@ -185,13 +196,15 @@ def default_system_prompt(tokenizer: Any, family: TemplateFamily) -> str | None:
         return None
     try:
         text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": "\x00probe\x00"}], tokenize=False, add_generation_prompt=True
+            [{"role": "user", "content": "\x00probe\x00"}],
+            tokenize=False,
+            add_generation_prompt=True,
         )
     except Exception:
         return None
     bos = getattr(tokenizer, "bos_token", None)
     if bos and text.startswith(bos):
-        text = text[len(bos):]
+        text = text[len(bos) :]
     m = re.match(family.default_system_re, text, re.S)
     if m and "\x00probe\x00" not in m.group(1):
         return m.group(1)
@@ -243,7 +256,9 @@ def _quote(s: str) -> str:
 
 def _escape_triple(s: str) -> str:
     if '"""' in s:
-        raise ExportError('the system prompt may not contain """ (it would end the Modelfile block)')
+        raise ExportError(
+            'the system prompt may not contain """ (it would end the Modelfile block)'
+        )
     return s
 
 
@@ -258,8 +273,13 @@ def build_modelfile(
     parameters: dict[str, Any] | None = None,
 ) -> Modelfile:
     """A Modelfile for `from_` (a GGUF path or a safetensors folder) using `tokenizer`'s template."""
-    fam = FAMILIES[family] if family else detect_family(
-        getattr(tokenizer, "chat_template", None), eos_token=getattr(tokenizer, "eos_token", None)
+    fam = (
+        FAMILIES[family]
+        if family
+        else detect_family(
+            getattr(tokenizer, "chat_template", None),
+            eos_token=getattr(tokenizer, "eos_token", None),
+        )
     )
     if family and family not in FAMILIES:
         raise ExportError(f"unknown template family {family!r}; use one of {', '.join(FAMILIES)}")

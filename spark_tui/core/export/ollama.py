@@ -29,7 +29,9 @@ from spark_tui.core.export.modelfile import Modelfile
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 TEST_PROMPT = "What is the capital of France?"
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*(/[a-zA-Z0-9][a-zA-Z0-9_.\-]*)?(:[a-zA-Z0-9_][a-zA-Z0-9_.\-]{0,127})?$")
+_NAME_RE = re.compile(
+    r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*(/[a-zA-Z0-9][a-zA-Z0-9_.\-]*)?(:[a-zA-Z0-9_][a-zA-Z0-9_.\-]{0,127})?$"
+)
 
 
 @dataclass
@@ -141,7 +143,9 @@ def register(
             _create_with_cli(cli, cmd, host, timeout)
             res.method = "cli"
         else:
-            res.files = _create_with_api(name, modelfile, modelfile_path, host_url, timeout, progress)
+            res.files = _create_with_api(
+                name, modelfile, modelfile_path, host_url, timeout, progress
+            )
             res.method = "api"
         res.registered = True
     except _Unreachable as exc:
@@ -218,10 +222,12 @@ def _create_with_api(
         raise ExportError(f"Ollama refused to create {name}: {exc.error}") from exc
     except Exception as exc:
         if _is_unreachable(exc):
-            raise _Unreachable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            raise _Unreachable(
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            ) from exc
         raise
     finally:
-        client.close() if hasattr(client, "close") else None
+        client.close()
     status = getattr(resp, "status", None)
     if status not in (None, "success"):
         raise ExportError(f"Ollama answered {status!r} when creating {name}")
@@ -247,5 +253,5 @@ def ask(name: str, prompt: str, *, host: str | None = None, timeout: float | Non
             raise ExportError(f"Ollama is not reachable at {resolve_host(host)}") from exc
         raise
     finally:
-        client.close() if hasattr(client, "close") else None
+        client.close()
     return (resp.message.content or "").strip()

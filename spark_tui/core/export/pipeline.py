@@ -78,7 +78,9 @@ def run_model_dir(run: Any) -> Path:
     raise ExportError(f"run {run.id} has no trained model yet (no adapter/ or model/ folder)")
 
 
-def merge_run(run: Any, *, check: bool = True, base: str | None = None, progress: Progress | None = None):
+def merge_run(
+    run: Any, *, check: bool = True, base: str | None = None, progress: Progress | None = None
+):
     """Merge a run's adapter into run/merged/ (a no-op returning None for full fine-tuning)."""
     from spark_tui.core.export.merge import merge_adapter, read_adapter_config
 
@@ -224,12 +226,18 @@ def write_modelfiles(
     config = read_config(model_dir)
     if num_ctx is None:
         num_ctx = min(int(config.get("max_position_embeddings") or 4096), 4096)
-    mf = build_modelfile(_rel(gguf_path, folder), tok, system=system, num_ctx=num_ctx, family=family)
+    mf = build_modelfile(
+        _rel(gguf_path, folder), tok, system=system, num_ctx=num_ctx, family=family
+    )
     mf_path = mf.write(folder / "Modelfile")
     st = st_path = None
     if supports_safetensors_import(config):
         st = build_modelfile(
-            _rel(model_dir, folder), tok, system=system, num_ctx=num_ctx, family=family,
+            _rel(model_dir, folder),
+            tok,
+            system=system,
+            num_ctx=num_ctx,
+            family=family,
             quantize=quantize,
         )
         st_path = st.write(folder / "Modelfile.safetensors")

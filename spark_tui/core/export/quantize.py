@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +72,7 @@ def _llama_cpp():
     except ImportError as exc:
         raise ExportError(
             "K-quants need llama-cpp-python (the `llama_cpp` module), which is not installed; "
-            "install it (see the README: built with CMAKE_ARGS=\"-DGGML_NATIVE=OFF\"), "
+            'install it (see the README: built with CMAKE_ARGS="-DGGML_NATIVE=OFF"), '
             "export f16/bf16/q8_0 instead, or pass a llama.cpp checkout with --llama-cpp DIR"
         ) from exc
     with contextlib.suppress(Exception):  # keep llama.cpp's log lines out of the terminal
@@ -90,46 +89,57 @@ def quantize_gguf(
     *,
     nthread: int = 0,
     progress: Progress | None = None,
+    log_path: str | Path | None = None,
 ) -> QuantizeResult:
-    """Quantize GGUF `src` (f16/bf16/f32) to `dst` of `qtype` with llama.cpp's quantizer."""
+    """Quantize GGUF `src` (f16/bf16/f32) to `dst` of `qtype` with llama.cpp's quantizer.
+
+    The quantizer runs in a child process: llama.cpp prints straight to the
+    terminal (per-tensor warnings) and a crash in native code must not take the
+    app down.  Its output goes to `log_path` (kept only when it fails).
+    Progress is the growing size of the output against the expected size.
+    """
     src, dst = Path(src), Path(dst)
     qtype = qtype.lower()
     if qtype not in LLAMA_FTYPES:
         raise ExportError(f"unknown quantization {qtype!r}; use one of {', '.join(ALL_TYPES)}")
     if not src.is_file():
         raise ExportError(f"{src}: the source GGUF is missing; export f16 first")
-    llama_cpp = _llama_cpp()
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = LLAMA_FTYPES[qtype]
-    params.nthread = nthread
+    _llama_cpp()  # a clear message now rather than a traceback in the child
     expected = max(1, int(src.stat().st_size * BITS_PER_WEIGHT[qtype] / 16.0))
+    log = Path(log_path) if log_path else dst.with_name(f".{dst.name}.quantize.log")
     start = time.monotonic()
     with atomic_output(dst) as tmp:
-        result: dict[str, object] = {}
-
-        def work() -> None:
-            try:
-                result["rc"] = llama_cpp.llama_model_quantize(
-                    str(src).encode(), str(tmp).encode(), params
-                )
-            except BaseException as exc:  # surfaced below
-                result["exc"] = exc
-
-        t = threading.Thread(target=work, name="llama-quantize", daemon=True)
-        t.start()
+        cmd = [
+            sys.executable,
+            "-m",
+            "spark_tui.core.export.quantize",
+            str(src),
+            str(tmp),
+            qtype,
+            str(nthread),
+        ]
         report(progress, "quantize", 0, expected)
-        while t.is_alive():
-            t.join(0.25)
-            with contextlib.suppress(OSError):
-                report(progress, "quantize", min(tmp.stat().st_size, expected), expected)
-        if "exc" in result:
-            raise ExportError(f"llama.cpp failed to quantize {src.name}: {result['exc']}")
-        if result.get("rc") != 0 or not tmp.is_file():
+        with open(log, "w", encoding="utf-8") as fh:
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+            try:
+                while proc.poll() is None:
+                    time.sleep(0.25)
+                    with contextlib.suppress(OSError):
+                        report(progress, "quantize", min(tmp.stat().st_size, expected), expected)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        if proc.returncode != 0 or not tmp.is_file():
+            tail = _tail(log)
             raise ExportError(
-                f"llama.cpp could not quantize {src} to {qtype} (return code {result.get('rc')}); "
-                "the source must be an f16/bf16/f32 GGUF of a supported architecture"
+                f"llama.cpp could not quantize {src.name} to {qtype} (exit {proc.returncode}); "
+                f"the source must be an f16/bf16/f32 GGUF of a supported architecture. "
+                f"Last lines of {log}:\n{tail}"
             )
         report(progress, "quantize", expected, expected)
+    with contextlib.suppress(FileNotFoundError):
+        log.unlink()
     return QuantizeResult(
         path=dst,
         qtype=qtype,
@@ -138,6 +148,24 @@ def quantize_gguf(
         seconds=time.monotonic() - start,
         method="llama-cpp-python",
     )
+
+
+def _tail(path: Path, n: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def _quantize_main(argv: list[str]) -> int:
+    """Child-process entry: quantize SRC DST QTYPE [NTHREAD]; exit status 0 on success."""
+    src, dst, qtype = argv[0], argv[1], argv[2]
+    nthread = int(argv[3]) if len(argv) > 3 else 0
+    llama_cpp = _llama_cpp()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = LLAMA_FTYPES[qtype]
+    params.nthread = nthread
+    return int(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params))
 
 
 # ---------------------------------------------------------------------------
@@ -187,8 +215,15 @@ def checkout_commands(
     out_path = Path(out_path)
     if qtype in ("f16", "bf16", "q8_0"):
         return [
-            [py, str(checkout.converter), str(model_dir), "--outfile", str(out_path),
-             "--outtype", qtype],
+            [
+                py,
+                str(checkout.converter),
+                str(model_dir),
+                "--outfile",
+                str(out_path),
+                "--outtype",
+                qtype,
+            ],
         ]
     if checkout.quantize_bin is None:
         raise ExportError(
@@ -225,7 +260,9 @@ def export_with_checkout(
                     report(progress, "convert" if i == 0 else "quantize", 0, 1)
                     fh.write("$ " + " ".join(cmd) + "\n")
                     fh.flush()
-                    rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+                    rc = subprocess.run(
+                        cmd, stdout=fh, stderr=subprocess.STDOUT, check=False
+                    ).returncode
                     if rc != 0:
                         raise ExportError(
                             f"`{Path(cmd[0]).name if i else 'convert_hf_to_gguf.py'}` failed "
@@ -243,3 +280,7 @@ def export_with_checkout(
         seconds=time.monotonic() - start,
         method="llama.cpp checkout",
     )
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through quantize_gguf
+    sys.exit(_quantize_main(sys.argv[1:]))

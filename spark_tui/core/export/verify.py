@@ -116,7 +116,9 @@ class VerifyReport:
         ]
         for t in self.tokenization:
             if not t.match:
-                lines.append(f"  differs on {t.prompt[:40]!r}: HF {t.hf_ids[:12]} vs GGUF {t.gguf_ids[:12]}")
+                lines.append(
+                    f"  differs on {t.prompt[:40]!r}: HF {t.hf_ids[:12]} vs GGUF {t.gguf_ids[:12]}"
+                )
         for c in (self.llama_logits, self.transformers_logits):
             if c is not None:
                 lines.append(c.line())
@@ -202,7 +204,7 @@ class Reference:
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             )
-        return self.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+        return self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
 
     def close(self) -> None:
         self.model = None
@@ -323,7 +325,7 @@ def verify_gguf(
         llm = load_llama(gguf_path, n_ctx=max(256, n_ctx))
         try:
             # 1. tokenization
-            for p, ids in zip(prompts, id_lists):
+            for p, ids in zip(prompts, id_lists, strict=True):
                 g = llm.tokenize(p.encode("utf-8"), add_bos=True, special=True)
                 rep.tokenization.append(TokenizationCheck(p, ids, list(g)))
             if chat_text is not None and chat_ids is not None:

@@ -142,7 +142,9 @@ def _parse(tokens: list[tuple[str, str]]) -> list:
         elif head == "end":
             _node, cur = stack.pop()
         elif len(toks) >= 3 and toks[0].startswith("$") and toks[1] in (":=", "="):
-            cur.append(_Action("decl" if toks[1] == ":=" else "assign", _parse_expr(toks[2:]), toks[0]))
+            cur.append(
+                _Action("decl" if toks[1] == ":=" else "assign", _parse_expr(toks[2:]), toks[0])
+            )
         else:
             cur.append(_Action("expr", _parse_expr(toks)))
     if stack:

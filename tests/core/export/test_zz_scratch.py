@@ -1,6 +1,7 @@
 import time
 from spark_tui.core.export.pipeline import export_model
 
+
 def test_scratch(llama3_dir, spm_dir, qwen2_dir, default_model_dir, tmp_path):
     for d in (llama3_dir, spm_dir, qwen2_dir, default_model_dir):
         t = time.time()

@@ -1,0 +1,129 @@
+"""`spark-tui memory`: the Memory step, headless — estimate, verdict and suggestions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from spark_tui.core import hardware, memory
+from spark_tui.core.errors import SparkError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "memory",
+        help="estimate a run's peak memory and whether it fits this machine",
+        description="Estimate the peak memory of a fine-tuning run before loading anything, "
+        "compare it with what this machine has, and suggest changes when it does not fit. "
+        "Flags override the values of --config.",
+    )
+    p.add_argument("--config", help="a run.toml to start from (flags override it)")
+    p.add_argument("--model", help="'default', a catalogue id, Hub id or local folder")
+    p.add_argument("--method", choices=memory.METHODS, help="full, lora, qlora, dora, rslora")
+    p.add_argument("--objective", choices=memory.OBJECTIVES)
+    p.add_argument("--max-length", type=int, dest="max_length")
+    p.add_argument("--batch", type=int, help="micro-batch size per step")
+    p.add_argument("--grad-accum", type=int, dest="grad_accum")
+    p.add_argument("--rank", type=int, help="LoRA rank r")
+    p.add_argument("--targets", help="LoRA target modules: attention, all-linear or a comma list")
+    p.add_argument("--optimizer", choices=memory.OPTIMIZERS)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"])
+    p.add_argument("--reference", choices=["auto", "adapter_disabled", "copy", "precompute"])
+    p.add_argument(
+        "--no-gradient-checkpointing", dest="checkpointing", action="store_false", default=None,
+        help="estimate without gradient checkpointing",
+    )
+    p.add_argument(
+        "--target", choices=["gpu", "unified", "cpu"],
+        help="what to estimate for (default: this machine, from the probe)",
+    )
+    p.add_argument(
+        "--budget-gb", type=float, dest="budget_gb",
+        help="check against this many GB instead of this machine's memory",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_memory)
+
+
+def build_config(args: argparse.Namespace):
+    """The RunConfig described by --config plus the flags."""
+    from spark_tui.config import RunConfig
+
+    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    if not args.config:
+        # The command's own defaults: SFT with LoRA, 2048 tokens, batch 1.
+        cfg = cfg.with_value("data.max_length", 2048).with_value("train.micro_batch_size", 1)
+    changes: dict[str, Any] = {}
+    if args.model:
+        changes["model.id"] = args.model
+    if args.method:
+        s = memory.settings_for_method(args.method)
+        changes["method.adapter"] = s.adapter
+        changes["method.use_dora"] = s.use_dora
+        changes["method.use_rslora"] = s.use_rslora
+    simple = {
+        "objective": "method.objective",
+        "max_length": "data.max_length",
+        "batch": "train.micro_batch_size",
+        "grad_accum": "train.grad_accum",
+        "rank": "lora.r",
+        "targets": "lora.target_modules",
+        "optimizer": "train.optimizer",
+        "precision": "train.precision",
+        "reference": "preference.reference",
+        "checkpointing": "train.gradient_checkpointing",
+    }
+    for attr, key in simple.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            changes[key] = value
+    for key, value in changes.items():
+        cfg = cfg.with_value(key, value)
+    return cfg
+
+
+def run_estimate(args: argparse.Namespace) -> tuple[Any, memory.Verdict, hardware.HardwareProbe | None]:
+    from spark_tui.core import model_sources
+
+    cfg = build_config(args)
+    probe = None if args.budget_gb else hardware.probe(with_processes=False)
+    target = args.target or (probe.target if probe else "gpu")
+    arch, where = model_sources.hub_architecture(cfg.model.id)
+    if arch is None:
+        raise SparkError(
+            f"no architecture for {cfg.model.id!r}: {where or 'unknown model'}. "
+            "Pick a catalogue model (`spark-tui model list`) or a local folder."
+        )
+    est = memory.estimate_config(cfg, arch=arch, target=target)
+    if where:
+        est.notes.insert(0, f"Architecture: {where}.")
+    if args.budget_gb:
+        from spark_tui.core.hardware import Budget
+
+        b = int(args.budget_gb * memory.GB)
+        budget: Any = Budget(b, f"--budget-gb {args.budget_gb:g}", target, b, 0)
+    else:
+        budget = probe
+    return cfg, memory.verdict(est, budget), probe
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    _cfg, v, probe = run_estimate(args)
+    if args.json:
+        out = v.estimate.to_dict()
+        out["verdict"] = v.to_dict()
+        out["total_peak_gb"] = out["total_gb"]
+        if probe is not None:
+            out["hardware"] = {
+                "target": probe.target,
+                "mem_total_gb": round(probe.mem_total / memory.GB, 2),
+                "mem_available_gb": round(probe.mem_available / memory.GB, 2),
+                "page_cache_gb": round(probe.reclaimable_cache / memory.GB, 2),
+                "gpus": [g.name for g in probe.gpus],
+                "nvml": probe.nvml_status,
+            }
+        print(json.dumps(out, indent=2))
+        return 0
+    print("\n".join(memory.report_lines(v)))
+    return 0

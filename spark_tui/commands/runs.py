@@ -1,0 +1,145 @@
+"""Run management: `spark-tui runs`, `stop`, `kill`, `resume`, `attach`.
+
+RUN is a run id (or a unique part of it) or a run folder.  None of these
+commands imports torch: they only read and signal run folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("runs", help="list runs with state, steps and final loss")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=handle_runs)
+
+    p = subparsers.add_parser("stop", help="stop a run gracefully (checkpoint, then state stopped)")
+    p.add_argument("run", metavar="RUN", help="run id or folder")
+    p.add_argument("--wait", action="store_true", help="wait until it has stopped")
+    p.set_defaults(func=handle_stop)
+
+    p = subparsers.add_parser("kill", help="kill a run at once (no checkpoint; resumable)")
+    p.add_argument("run", metavar="RUN", help="run id or folder")
+    p.set_defaults(func=handle_kill)
+
+    p = subparsers.add_parser("resume", help="continue a stopped or died run from its checkpoint")
+    p.add_argument("run", metavar="RUN", help="run id or folder")
+    p.add_argument("--detach", action="store_true", help="start it and return at once")
+    p.set_defaults(func=handle_resume)
+
+    p = subparsers.add_parser("attach", help="follow a running or finished run")
+    p.add_argument("run", metavar="RUN", help="run id or folder")
+    p.set_defaults(func=handle_attach)
+
+
+def _fmt_loss(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "-"
+
+
+def handle_runs(args: argparse.Namespace) -> int:
+    from spark_tui.core.runs import list_runs
+
+    rows = [r.summary() for r in list_runs()]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not rows:
+        console.print("no runs yet; start one with `spark-tui train` or `spark-tui`")
+        return 0
+    table = Table(box=None, header_style="bold")
+    for col in ("RUN", "STATE", "STEPS", "LOSS", "OBJECTIVE", "METHOD", "MODEL", "CREATED"):
+        table.add_column(col, no_wrap=col in ("RUN", "STATE", "STEPS"))
+    colours = {
+        "finished": "green",
+        "training": "cyan",
+        "preparing": "cyan",
+        "stopping": "yellow",
+        "stopped": "yellow",
+        "failed": "red",
+        "died": "red",
+    }
+    for r in rows:
+        created = r.get("created")
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "-"
+        state = r["state"]
+        colour = colours.get(state, "white")
+        loss = _fmt_loss(r.get("final_loss"))
+        if r.get("first_loss") is not None and r.get("final_loss") is not None:
+            loss = f"{_fmt_loss(r['first_loss'])} → {loss}"
+        table.add_row(
+            r["id"],
+            f"[{colour}]{state}[/]",
+            f"{r.get('step') or 0}/{r.get('total_steps') or '?'}",
+            loss,
+            str(r.get("objective")),
+            str(r.get("adapter")),
+            str(r.get("model")),
+            when,
+        )
+    console.print(table)
+    return 0
+
+
+def handle_stop(args: argparse.Namespace) -> int:
+    from spark_tui.core import process
+    from spark_tui.core.runs import resolve_run
+
+    run = resolve_run(args.run)
+    if not process.stop_training(run):
+        print(f"run {run.id} is not running ({run.status().get('state')})")
+        return 1
+    print(
+        f"stop requested for {run.id}: it finishes the current step, saves a checkpoint and stops"
+    )
+    if args.wait:
+        st = process.wait(run)
+        print(f"run {run.id}: {st.get('state')} at step {st.get('step')}")
+    return 0
+
+
+def handle_kill(args: argparse.Namespace) -> int:
+    from spark_tui.core import process
+    from spark_tui.core.runs import resolve_run
+
+    run = resolve_run(args.run)
+    if not process.kill_training(run):
+        print(f"run {run.id} has no live training process ({run.status().get('state')})")
+        return 1
+    print(f"killed {run.id}; `spark-tui resume {run.id}` continues from its last checkpoint")
+    return 0
+
+
+def handle_resume(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from spark_tui.commands.train import follow
+    from spark_tui.core import process
+    from spark_tui.core.runs import resolve_run
+
+    run = resolve_run(args.run)
+    ckpt = run.latest_checkpoint()
+    process.resume_training(run)
+    console = Console()
+    where = f"step {ckpt.name.split('-')[-1]}" if ckpt else "step 0 (no checkpoint yet)"
+    console.print(f"resuming {run.id} from {where}")
+    if args.detach:
+        return 0
+    return follow(run, console)
+
+
+def handle_attach(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from spark_tui.commands.train import follow
+    from spark_tui.core.runs import resolve_run
+
+    run = resolve_run(args.run)
+    return follow(run, Console())

@@ -1,0 +1,298 @@
+"""`spark-tui train`: write a run folder, start the detached trainer, follow it.
+
+    spark-tui train RUN.toml
+    spark-tui train --model default --data default --objective sft --method lora --max-steps 30
+
+The run folder is written first (so the run exists even if the terminal goes
+away); training happens in its own process.  Without --detach the command
+follows the run until it ends and exits non-zero if it failed.  Ctrl-C only
+detaches: the run goes on (`spark-tui attach RUN` / `spark-tui stop RUN`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from spark_tui.core.errors import SparkError
+
+OBJECTIVES = ("sft", "dpo", "simpo", "orpo", "kto", "reward")
+METHODS = ("full", "lora", "qlora", "dora", "rslora")
+PRESETS = ("quick", "course", "max_quality")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="fine-tune headless (writes a run folder, trains in a detached process)",
+        description="Fine-tune headless: write a run folder, start the training process, "
+        "and follow it until it ends (unless --detach).",
+    )
+    p.add_argument("config", nargs="?", help="a run.toml to train (flags below override it)")
+    p.add_argument("--model", help='model: "default" (bundled SmolLM2-135M), a Hub id or a folder')
+    p.add_argument(
+        "--data", help='dataset: "default" (bundled set for the objective), a file or Hub id'
+    )
+    p.add_argument("--objective", choices=OBJECTIVES, help="training objective (default sft)")
+    p.add_argument("--method", choices=METHODS, help="adaptation method (default lora)")
+    p.add_argument(
+        "--preset", choices=PRESETS, help="apply a preset first (flags still override it)"
+    )
+    p.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
+    p.add_argument("--epochs", type=float, help="epochs (when --max-steps is not given)")
+    p.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
+    p.add_argument("--micro-batch-size", type=int, dest="micro_batch_size")
+    p.add_argument("--max-length", type=int, help="longest sequence in tokens")
+    p.add_argument("--neftune-alpha", type=float, help="NEFTune noise alpha (0 = off)")
+    p.add_argument("--name", help="run name (the folder gets a timestamp prefix)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any config value, e.g. --set lora.r=8 --set train.packing=true",
+    )
+    p.add_argument("--detach", action="store_true", help="start the run and return at once")
+    p.add_argument("--json", action="store_true", help="print the final status as JSON")
+    p.set_defaults(func=handle)
+
+
+def _parse_value(text: str) -> Any:
+    import sys as _sys
+
+    if _sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except Exception:
+        return text  # a bare string
+
+
+def build_config(args: argparse.Namespace):
+    """The RunConfig from a TOML file and/or flags (preset first, flags win)."""
+    from spark_tui.config import RunConfig
+    from spark_tui.core import methods
+
+    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    if args.model:
+        cfg.model.id = args.model
+    if args.data:
+        cfg.data.path = args.data
+    if args.objective:
+        cfg.method.objective = args.objective
+    if args.method:
+        methods.apply_method(cfg, args.method)
+    if args.preset:
+        cfg = methods.apply_preset(cfg, args.preset)
+    changes: dict[str, Any] = {}
+    if args.max_steps is not None:
+        changes["train.max_steps"] = args.max_steps
+    if args.epochs is not None:
+        changes["train.epochs"] = args.epochs
+    if args.learning_rate is not None:
+        changes["train.learning_rate"] = args.learning_rate
+    if args.micro_batch_size is not None:
+        changes["train.micro_batch_size"] = args.micro_batch_size
+    if args.max_length is not None:
+        changes["data.max_length"] = args.max_length
+    if args.neftune_alpha is not None:
+        changes["train.neftune_alpha"] = args.neftune_alpha
+    if args.name:
+        changes["name"] = args.name
+    for item in args.set:
+        if "=" not in item:
+            raise SparkError(f"--set {item!r}: write KEY=VALUE, e.g. --set lora.r=8")
+        key, value = item.split("=", 1)
+        changes[key.strip()] = _parse_value(value.strip())
+    for key, value in changes.items():
+        cfg = cfg.with_value(key, value)
+    methods.check_combination(cfg)
+    return cfg
+
+
+def _ensure_model(cfg: Any, console: Any) -> None:
+    """Convert the bundled default model here, with progress, rather than silently in the trainer."""
+    if cfg.model.id not in ("", "default"):
+        return
+    from spark_tui.core import models
+
+    if models.default_model_ready():
+        return
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), console=console, transient=True
+    ) as prog:
+        task = prog.add_task("converting the default model", total=1.0)
+
+        def report(frac: float, msg: str) -> None:
+            prog.update(task, completed=frac, description=msg)
+
+        models.ensure_default_model(progress=report)
+    console.print("default model ready")
+
+
+def handle(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from spark_tui.core import process
+    from spark_tui.core.runs import create_run
+
+    console = Console(stderr=False)
+    cfg = build_config(args)
+    _ensure_model(cfg, console)
+    run = create_run(cfg)
+    console.print(f"run [bold]{run.id}[/] -> {run.path}")
+    process.start_training(run)
+    if args.detach:
+        console.print(
+            f"training in the background; follow with `spark-tui attach {run.id}`, "
+            f"stop with `spark-tui stop {run.id}`"
+        )
+        return 0
+    return follow(run, console, as_json=args.json)
+
+
+# --------------------------------------------------------------------------- following
+
+
+def _fmt_eta(seconds: Any) -> str:
+    if seconds is None:
+        return "--:--"
+    s = int(seconds)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _metric_line(m: dict[str, Any], total: Any) -> str:
+    parts = [f"step {m.get('step')}/{total or '?'}"]
+    if m.get("kind") == "eval":
+        parts.append(f"eval_loss {m.get('eval_loss', float('nan')):.4f}")
+    else:
+        if isinstance(m.get("loss"), (int, float)):
+            parts.append(f"loss {m['loss']:.4f}")
+        elif "loss" in m:
+            parts.append(f"loss {m['loss']}")
+        if isinstance(m.get("learning_rate"), (int, float)):
+            parts.append(f"lr {m['learning_rate']:.2e}")
+        if m.get("tokens_per_s") is not None:
+            parts.append(f"{m['tokens_per_s']:.0f} tok/s")
+        if m.get("rewards/margins") is not None:
+            parts.append(f"margin {m['rewards/margins']:.3f}")
+    return "  ".join(parts)
+
+
+def follow(run: Any, console: Any, *, as_json: bool = False, interval: float = 0.5) -> int:
+    """Follow a run until it ends, printing progress; returns the exit code for its state."""
+    from spark_tui.core.process import RunFollower
+
+    follower = RunFollower(run, interval=interval)
+    last_state = ""
+    try:
+        if console.is_terminal:
+            final = _follow_rich(follower, console)
+        else:
+            final = {}
+            for up in follower:
+                st = up.status
+                state = up.state
+                phase = st.get("phase") or ""
+                if state != last_state or (state == "preparing"):
+                    label = f"{state} ({phase})" if phase and state == "preparing" else state
+                    if label != last_state:
+                        console.print(f"[{time.strftime('%H:%M:%S')}] {label}")
+                        last_state = label
+                for m in up.metrics:
+                    console.print(_metric_line(m, st.get("total_steps")))
+                final = st
+    except KeyboardInterrupt:
+        follower.close()
+        console.print(
+            f"\ndetached; the run goes on. `spark-tui attach {run.id}` follows it again, "
+            f"`spark-tui stop {run.id}` stops it."
+        )
+        return 130
+    return _report_final(run, final, console, as_json)
+
+
+def _follow_rich(follower: Any, console: Any) -> dict[str, Any]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    final: dict[str, Any] = {}
+    with Progress(
+        TextColumn("[bold]{task.fields[state]:<9}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[tps]}"),
+        TextColumn("ETA {task.fields[eta]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as prog:
+        task = prog.add_task("train", total=None, state="starting", loss="-", tps="", eta="--:--")
+        for up in follower:
+            st = up.status
+            for m in up.metrics:
+                if m.get("kind") == "eval" and isinstance(m.get("eval_loss"), (int, float)):
+                    prog.console.print(f"step {m['step']}: eval_loss {m['eval_loss']:.4f}")
+            train = [m for m in follower.metrics if m.get("kind") == "train"]
+            last = train[-1] if train else {}
+            loss = last.get("loss")
+            state = up.state
+            if state == "preparing":
+                state_label = str(st.get("phase") or "preparing")[:9]
+            else:
+                state_label = state
+            prog.update(
+                task,
+                total=st.get("total_steps") or None,
+                completed=st.get("step") or 0,
+                state=state_label,
+                loss=f"{loss:.4f}" if isinstance(loss, (int, float)) else (loss or "-"),
+                tps=f"{last['tokens_per_s']:.0f} tok/s" if last.get("tokens_per_s") else "",
+                eta=_fmt_eta(st.get("eta_s")),
+            )
+            final = st
+    return final
+
+
+def _report_final(run: Any, st: dict[str, Any], console: Any, as_json: bool) -> int:
+    import json
+
+    summary = run.summary()
+    state = summary["state"]
+    if as_json:
+        print(json.dumps({**summary, "status": st}, indent=2, default=str))
+    else:
+        first, last = summary.get("first_loss"), summary.get("final_loss")
+        losses = ""
+        if isinstance(first, (int, float)) and isinstance(last, (int, float)):
+            losses = f"; loss {first:.4f} -> {last:.4f}"
+        console.print(
+            f"run {run.id}: [bold]{state}[/] at step {summary['step']}/{summary['total_steps']}{losses}"
+        )
+        if st.get("output") and state in ("finished", "stopped"):
+            console.print(f"output: {st['output']}")
+        if state in ("failed", "died"):
+            if st.get("error"):
+                console.print(f"[red]error:[/] {st['error']}")
+            elif state == "died":
+                console.print("[red]the training process ended without a word (killed?)[/]")
+            for a in st.get("advice") or []:
+                console.print(f"  - {a}")
+            console.print(f"log: {Path(run.path) / 'train.log'}")
+        if state in ("died", "stopped"):
+            console.print(f"resume with `spark-tui resume {run.id}`")
+    return 0 if state in ("finished", "stopped") else 1

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from textual.widgets import Input, Select, Static
+
+from spark_tui.app import SparkTuiApp
+from spark_tui.screens.method import MethodScreen
+
+
+async def _method(app, pilot):
+    await pilot.pause()
+    app.show_step("method")
+    await pilot.pause()
+    assert isinstance(app.screen, MethodScreen)
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    return app.screen
+
+
+async def test_preset_applies_and_estimate_shows(spark_home):
+    app = SparkTuiApp(preload=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _method(app, pilot)
+        assert "Memory estimate" in str(screen.query_one("#estimate", Static).render())
+        screen.query_one("#preset", Select).value = "quick"
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert app.config.train.max_steps == 30 and app.config.lora.r == 8
+        assert screen.query_one("#f-lora-r", Input).value == "8"
+
+
+async def test_bad_value_blocks_next_and_names_field(spark_home):
+    app = SparkTuiApp(preload=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _method(app, pilot)
+        screen.query_one("#method-tabs").active = "tab-lora"
+        await pilot.pause()
+        inp = screen.query_one("#f-lora-dropout", Input)
+        inp.value = "0.95"
+        await pilot.pause()
+        ok, reason = screen.validate_step()
+        assert not ok and "lora.dropout" in reason
+        assert app.config.lora.dropout == 0.05  # the bad value was not taken
+        inp.value = "0.1"
+        await pilot.pause()
+        assert screen.validate_step()[0]
+        assert app.config.lora.dropout == 0.1
+
+
+async def test_only_supported_objectives_offered(spark_home):
+    app = SparkTuiApp(preload=False)
+    app.data_report = {"format": "kto"}
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _method(app, pilot)
+        sel = screen.query_one("#f-method-objective", Select)
+        values = [v for _, v in sel._options if v is not Select.BLANK]
+        assert "kto" in values and "sft" not in values
+        assert app.config.method.objective == "kto"
+        assert screen.query_one("#method-tabs").get_tab("tab-pref").display
