@@ -13,6 +13,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import get_current_worker
 
 from spark_tui.config import RunConfig
 from spark_tui.core import runs as runs_core
@@ -74,9 +75,10 @@ class SparkTuiApp(App):
         """Import torch/transformers off the UI thread so later steps open quickly."""
         import contextlib
 
+        from spark_tui.core.lazy import warm_imports
+
         with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-            importlib.import_module("torch")
-            importlib.import_module("transformers")
+            warm_imports()
 
     # -- flow ---------------------------------------------------------------
     def start_wizard(self, config: RunConfig | None = None) -> None:
@@ -115,6 +117,38 @@ class SparkTuiApp(App):
             self.show_step(step)
         else:
             self.notify(f"Run {run.id} is {state}.", title="Run")
+
+    # -- following a run (app-lifetime: survives the Train screen being popped) --
+    @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
+    def follow_run(self, run: runs_core.Run) -> None:
+        """Tail the run folder and hand every update to the screens that draw it."""
+        import time
+
+        from spark_tui.core.process import RunFollower
+
+        worker = get_current_worker()
+        follower = RunFollower(run, interval=0.5, stop_when_done=False)
+        idle_after_done = 0
+        while not worker.is_cancelled:
+            up = follower.poll()
+            if up.changed or follower.metrics is not None:
+                self.call_from_thread(self._dispatch_follow, up, list(follower.metrics))
+            if up.done:
+                idle_after_done += 1
+                if idle_after_done > 2:  # a final state read twice more: nothing left to tail
+                    return
+            end = time.time() + 0.5
+            while not worker.is_cancelled and time.time() < end:
+                time.sleep(0.05)
+
+    def stop_following(self) -> None:
+        self.workers.cancel_group(self, "follow")
+
+    def _dispatch_follow(self, up, metrics) -> None:
+        for screen in self.screen_stack:
+            handler = getattr(screen, "on_follow_update", None)
+            if handler is not None:
+                handler(up, metrics)
 
     def active_run(self) -> runs_core.Run | None:
         if self.current_run is None:

@@ -31,15 +31,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"])
     p.add_argument("--reference", choices=["auto", "adapter_disabled", "copy", "precompute"])
     p.add_argument(
-        "--no-gradient-checkpointing", dest="checkpointing", action="store_false", default=None,
+        "--no-gradient-checkpointing",
+        dest="checkpointing",
+        action="store_false",
+        default=None,
         help="estimate without gradient checkpointing",
     )
     p.add_argument(
-        "--target", choices=["gpu", "unified", "cpu"],
+        "--target",
+        choices=["gpu", "unified", "cpu"],
         help="what to estimate for (default: this machine, from the probe)",
     )
     p.add_argument(
-        "--budget-gb", type=float, dest="budget_gb",
+        "--budget-gb",
+        type=float,
+        dest="budget_gb",
         help="check against this many GB instead of this machine's memory",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -83,7 +89,9 @@ def build_config(args: argparse.Namespace):
     return cfg
 
 
-def run_estimate(args: argparse.Namespace) -> tuple[Any, memory.Verdict, hardware.HardwareProbe | None]:
+def run_estimate(
+    args: argparse.Namespace,
+) -> tuple[Any, memory.Verdict, hardware.HardwareProbe | None]:
     from spark_tui.core import model_sources
 
     cfg = build_config(args)

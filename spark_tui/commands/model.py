@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from spark_tui.core import catalog, model_sources
+from spark_tui.core.errors import SparkError
 
 
 def register(subparsers: Any) -> None:
@@ -83,7 +84,9 @@ def card_lines(info: model_sources.ModelInfo) -> list[str]:
     lines = [f"{info.name}  [{info.source}]", f"  id:            {info.id}"]
     if info.hub_id and info.hub_id != info.id:
         lines.append(f"  Hub id:        {info.hub_id}")
-    lines.append(f"  parameters:    {info.size_label()}" + (f" ({info.params:,})" if info.params else ""))
+    lines.append(
+        f"  parameters:    {info.size_label()}" + (f" ({info.params:,})" if info.params else "")
+    )
     if a is not None:
         lines.append(
             f"  architecture:  {a.model_type}, {a.num_layers} layers, hidden {a.hidden_size}, "
@@ -111,6 +114,8 @@ def card_lines(info: model_sources.ModelInfo) -> list[str]:
 
 def cmd_info(args: argparse.Namespace) -> int:
     info = model_sources.resolve(args.id, online=False if args.offline else None)
+    if info.source == "local" and info.folder is not None and not info.folder.has_config:
+        raise SparkError("; ".join(info.folder.problems))
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Any
 
 
@@ -54,9 +53,13 @@ def handle_runs(args: argparse.Namespace) -> int:
     if not rows:
         console.print("no runs yet; start one with `spark-tui train` or `spark-tui`")
         return 0
-    table = Table(box=None, header_style="bold")
-    for col in ("RUN", "STATE", "STEPS", "LOSS", "OBJECTIVE", "METHOD", "MODEL", "CREATED"):
-        table.add_column(col, no_wrap=col in ("RUN", "STATE", "STEPS"))
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("RUN", no_wrap=True, overflow="fold")
+    table.add_column("STATE", no_wrap=True)
+    table.add_column("STEPS", no_wrap=True, justify="right")
+    table.add_column("LOSS", no_wrap=True, justify="right")
+    table.add_column("METHOD", no_wrap=True)
+    table.add_column("MODEL", overflow="ellipsis", no_wrap=True)
     colours = {
         "finished": "green",
         "training": "cyan",
@@ -67,22 +70,16 @@ def handle_runs(args: argparse.Namespace) -> int:
         "died": "red",
     }
     for r in rows:
-        created = r.get("created")
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "-"
         state = r["state"]
         colour = colours.get(state, "white")
-        loss = _fmt_loss(r.get("final_loss"))
-        if r.get("first_loss") is not None and r.get("final_loss") is not None:
-            loss = f"{_fmt_loss(r['first_loss'])} → {loss}"
+        model = str(r.get("model"))
         table.add_row(
             r["id"],
             f"[{colour}]{state}[/]",
             f"{r.get('step') or 0}/{r.get('total_steps') or '?'}",
-            loss,
-            str(r.get("objective")),
-            str(r.get("adapter")),
-            str(r.get("model")),
-            when,
+            _fmt_loss(r.get("final_loss")),
+            f"{r.get('objective')}/{r.get('adapter')}",
+            model.rsplit("/", 1)[-1] if "/" in model else model,
         )
     console.print(table)
     return 0

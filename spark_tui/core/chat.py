@@ -467,6 +467,11 @@ def open_chat(
         with quiet():
             backend: Any = LlamaCppBackend(path, template, tok)
         return ChatSession(backend, settings)
+    if run.config().method.objective == "reward" and source != "base":
+        raise ChatError(
+            f"run {run.id} trained a reward model: it scores answers and cannot chat; "
+            "chat with the base model instead"
+        )
     output = {"merged": "merged", "tuned": "auto", "base": "auto"}[source]
     try:
         models = load_run_models(run, device=device, task="causal", output=output)

@@ -85,6 +85,7 @@ class EvalOptions:
     max_length: int = 0  # tokens per row; 0 = the run's data.max_length
     batch_size: int = 4
     compare_base: bool = True  # also score the base model
+    base_only: bool = False  # score only the base model (e.g. before training)
     device: str = "auto"  # "auto", "cuda", "cpu" or "mps"
     split: str = "validation"
 
@@ -317,48 +318,58 @@ def load_run_models(
         else:
             raise EvalError(
                 f"run {run.id} has no trained weights yet (no adapter/ or model/ folder); "
-                "train it first, or evaluate the base model only"
+                "train it first, or evaluate the base model only (`spark-tui eval --base-only`)"
             )
-    with quiet():
-        from transformers import AutoTokenizer
+    try:
+        with quiet():
+            from transformers import AutoTokenizer
 
-        tok_src = str(folder) if folder is not None and has_tokenizer(folder) else base_path
-        tok = AutoTokenizer.from_pretrained(tok_src, trust_remote_code=cfg.model.trust_remote_code)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
-        template, training_template = resolve_template(tok, cfg.model.chat_template)
-        tok.chat_template = template
+            tok_src = str(folder) if folder is not None and has_tokenizer(folder) else base_path
+            tok = AutoTokenizer.from_pretrained(
+                tok_src, trust_remote_code=cfg.model.trust_remote_code
+            )
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+            template, training_template = resolve_template(tok, cfg.model.chat_template)
+            tok.chat_template = template
 
-        kw: dict[str, Any] = {
-            "dtype": dtype_for(device),
-            "trust_remote_code": bool(cfg.model.trust_remote_code),
-        }
-        if cfg.model.revision:
-            kw["revision"] = cfg.model.revision
-        if kind == "peft" and cfg.method.adapter == "qlora":
-            if device == "cpu":
-                hw = methods.Hardware(device="cpu", name="CPU", bf16=False, fp16=False)
+            kw: dict[str, Any] = {
+                "dtype": dtype_for(device),
+                "trust_remote_code": bool(cfg.model.trust_remote_code),
+            }
+            if cfg.model.revision:
+                kw["revision"] = cfg.model.revision
+            if kind == "peft" and cfg.method.adapter == "qlora":
+                if device == "cpu":
+                    hw = methods.Hardware(device="cpu", name="CPU", bf16=False, fp16=False)
+                else:
+                    hw = methods.detect_hardware()
+                q = methods.bnb_config(cfg, hw, methods.choose_precision("auto", hw))
+                if q is not None:
+                    kw["quantization_config"] = q
+                    kw["dtype"] = q.bnb_4bit_compute_dtype
+                    if device == "cuda":
+                        kw["device_map"] = {"": 0}
+            base_kw = {
+                k: v for k, v in kw.items() if k != "quantization_config" and k != "device_map"
+            }
+            if kind == "full":
+                model = load_plain_model(str(folder), task, device, {**base_kw}, tok)
+            elif kind == "peft":
+                from peft import PeftModel
+
+                base = load_plain_model(base_path, task, device, kw, tok)
+                model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
+                if "device_map" not in kw:
+                    model.to(device)
+                model.eval()
             else:
-                hw = methods.detect_hardware()
-            q = methods.bnb_config(cfg, hw, methods.choose_precision("auto", hw))
-            if q is not None:
-                kw["quantization_config"] = q
-                kw["dtype"] = q.bnb_4bit_compute_dtype
-                if device == "cuda":
-                    kw["device_map"] = {"": 0}
-        base_kw = {k: v for k, v in kw.items() if k != "quantization_config" and k != "device_map"}
-        if kind == "full":
-            model = load_plain_model(str(folder), task, device, {**base_kw}, tok)
-        elif kind == "peft":
-            from peft import PeftModel
-
-            base = load_plain_model(base_path, task, device, kw, tok)
-            model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
-            if "device_map" not in kw:
-                model.to(device)
-            model.eval()
-        else:
-            model = load_plain_model(base_path, task, device, kw, tok)
+                model = load_plain_model(base_path, task, device, kw, tok)
+    except SparkError:
+        raise
+    except (OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EvalError(f"cannot load the model of run {run.id}: {first}") from exc
     from spark_tui.core.chat import stop_token_ids
 
     return RunModels(
@@ -597,11 +608,20 @@ def generate_answers(
 class _Steps:
     """Maps units of work onto progress fractions and polls the cancel check."""
 
-    def __init__(self, total: int, progress: Progress | None, cancel: CancelCheck | None) -> None:
+    def __init__(
+        self,
+        total: int,
+        progress: Progress | None,
+        cancel: CancelCheck | None,
+        start: float = 0.0,
+        end: float = 1.0,
+    ) -> None:
         self.total = max(1, total)
         self.done = 0
         self.progress = progress
         self.cancel = cancel
+        self.start = start
+        self.end = end
 
     def check(self) -> None:
         if self.cancel is not None and self.cancel():
@@ -614,7 +634,8 @@ class _Steps:
     def report(self, message: str) -> None:
         self.check()
         if self.progress is not None:
-            self.progress(min(1.0, self.done / self.total), message)
+            frac = self.start + (self.end - self.start) * min(1.0, self.done / self.total)
+            self.progress(frac, message)
 
 
 def _ppl(loss: float | None) -> float | None:
@@ -712,18 +733,18 @@ def evaluate_run(
     started = time.time()
     report = progress or (lambda _f, _m: None)
     objective = cfg.method.objective
-    steps = _Steps(1, progress, cancel)
+    steps = _Steps(2, progress, cancel, 0.0, 0.05)
     steps.report("loading the validation split")
     ds = load_split(run, opts.split)
     layout = _layout(ds)
     rows = [ds[i] for i in range(len(ds) if opts.max_rows <= 0 else min(len(ds), opts.max_rows))]
-
-    report(0.02, "loading the model")
-    steps.check()
+    steps.advance(1, "loading the model")
     own_models = models is None
     with quiet():
         if models is None:
-            models = load_run_models(run, device=opts.device)
+            models = load_run_models(
+                run, device=opts.device, output="base" if opts.base_only else "auto"
+            )
         try:
             result = _evaluate_loaded(run, cfg, models, rows, layout, opts, progress, cancel)
         finally:
@@ -822,7 +843,7 @@ def _evaluate_loaded(
 
     units = len(sides) * (len(loss_rows) + 2 * len(pref_pairs) + len(kto_rows) + n_prompts)
     units += 2 * len(reward_texts)
-    steps = _Steps(units, progress, cancel)
+    steps = _Steps(units, progress, cancel, 0.05, 0.99)
     steps.report("evaluating")
 
     result: dict[str, Any] = {"loss_on": loss_on, "rows": len(rows)}

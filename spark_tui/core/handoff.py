@@ -36,7 +36,11 @@ _LF_STAGE = {
     "reward": ("rm", None),
 }
 _LF_TEMPLATE = {"chatml": "chatml", "llama3": "llama3"}
-_OPTIM = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}
+_OPTIM = {
+    "adamw": "adamw_torch",
+    "adamw_8bit": "adamw_bnb_8bit",
+    "paged_adamw_8bit": "paged_adamw_8bit",
+}
 _ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
@@ -68,7 +72,9 @@ def _precision(cfg: RunConfig) -> dict[str, bool]:
     return {"bf16": p in ("bf16", "auto"), "fp16": p == "fp16"}
 
 
-def llamafactory_config(cfg: RunConfig, data_dir: str = ".", output_dir: str = "saves") -> dict[str, Any]:
+def llamafactory_config(
+    cfg: RunConfig, data_dir: str = ".", output_dir: str = "saves"
+) -> dict[str, Any]:
     """The LLaMA-Factory train config equivalent to `cfg`."""
     stage, pref_loss = _LF_STAGE[cfg.method.objective]
     adapter = cfg.method.adapter
@@ -90,11 +96,17 @@ def llamafactory_config(cfg: RunConfig, data_dir: str = ".", output_dir: str = "
             use_rslora=cfg.method.use_rslora,
         )
     if adapter == "qlora":
-        out.update(quantization_bit=4, quantization_method="bitsandbytes", quantization_type="nf4",
-                   double_quantization=True)
+        out.update(
+            quantization_bit=4,
+            quantization_method="bitsandbytes",
+            quantization_type="nf4",
+            double_quantization=True,
+        )
     if pref_loss:
         out["pref_loss"] = pref_loss
-        out["pref_beta"] = cfg.preference.orpo_lambda if cfg.method.objective == "orpo" else cfg.preference.beta
+        out["pref_beta"] = (
+            cfg.preference.orpo_lambda if cfg.method.objective == "orpo" else cfg.preference.beta
+        )
         if cfg.method.objective == "simpo":
             out["simpo_gamma"] = cfg.preference.simpo_gamma
     if stage == "kto":
@@ -138,16 +150,25 @@ def llamafactory_config(cfg: RunConfig, data_dir: str = ".", output_dir: str = "
     if cfg.train.neftune_alpha > 0:
         out["neftune_noise_alpha"] = cfg.train.neftune_alpha
     if cfg.train.eval_steps > 0:
-        out.update(eval_strategy="steps", eval_steps=cfg.train.eval_steps,
-                   per_device_eval_batch_size=cfg.train.micro_batch_size)
+        out.update(
+            eval_strategy="steps",
+            eval_steps=cfg.train.eval_steps,
+            per_device_eval_batch_size=cfg.train.micro_batch_size,
+        )
     return out
 
 
 def _guess_lf_template(model: str) -> str:
     m = model.lower()
     for needle, name in (
-        ("llama-3", "llama3"), ("llama3", "llama3"), ("mistral", "mistral"), ("qwen", "qwen"),
-        ("gemma", "gemma"), ("phi-3", "phi"), ("tinyllama", "zephyr"), ("smollm", "chatml"),
+        ("llama-3", "llama3"),
+        ("llama3", "llama3"),
+        ("mistral", "mistral"),
+        ("qwen", "qwen"),
+        ("gemma", "gemma"),
+        ("phi-3", "phi"),
+        ("tinyllama", "zephyr"),
+        ("smollm", "chatml"),
         ("llama-2", "llama2"),
     ):
         if needle in m:
@@ -158,18 +179,35 @@ def _guess_lf_template(model: str) -> str:
 def llamafactory_dataset_info(cfg: RunConfig, file_name: str) -> dict[str, Any]:
     """The `dataset_info.json` entry describing our exported JSONL to LLaMA-Factory."""
     obj = cfg.method.objective
-    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-            "assistant_tag": "assistant", "system_tag": "system"}
+    tags = {
+        "role_tag": "role",
+        "content_tag": "content",
+        "user_tag": "user",
+        "assistant_tag": "assistant",
+        "system_tag": "system",
+    }
     if obj in ("dpo", "simpo", "orpo", "reward"):
-        entry = {"file_name": file_name, "formatting": "sharegpt", "ranking": True,
-                 "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
-                 "tags": tags}
+        entry = {
+            "file_name": file_name,
+            "formatting": "sharegpt",
+            "ranking": True,
+            "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
+            "tags": tags,
+        }
     elif obj == "kto":
-        entry = {"file_name": file_name, "formatting": "sharegpt",
-                 "columns": {"messages": "messages", "kto_tag": "label"}, "tags": tags}
+        entry = {
+            "file_name": file_name,
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", "kto_tag": "label"},
+            "tags": tags,
+        }
     else:
-        entry = {"file_name": file_name, "formatting": "sharegpt",
-                 "columns": {"messages": "messages"}, "tags": tags}
+        entry = {
+            "file_name": file_name,
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages"},
+            "tags": tags,
+        }
     return {DATASET_NAME: entry}
 
 
@@ -177,7 +215,10 @@ def axolotl_config(cfg: RunConfig, data_file: str, output_dir: str = "./outputs"
     """The Axolotl config equivalent to `cfg`."""
     adapter = cfg.method.adapter
     obj = cfg.method.objective
-    out: dict[str, Any] = {"base_model": _base_model(cfg), "trust_remote_code": cfg.model.trust_remote_code}
+    out: dict[str, Any] = {
+        "base_model": _base_model(cfg),
+        "trust_remote_code": cfg.model.trust_remote_code,
+    }
     if adapter in ("lora", "qlora"):
         out["adapter"] = adapter
         out["load_in_4bit"] = adapter == "qlora"
@@ -194,9 +235,15 @@ def axolotl_config(cfg: RunConfig, data_file: str, output_dir: str = "./outputs"
     roles = {"user": ["user"], "assistant": ["assistant"], "system": ["system"]}
     if obj in ("dpo", "simpo", "orpo"):
         out["rl"] = obj
-        ds = {"path": data_file, "type": "chat_template.default", "field_messages": "conversations",
-              "field_chosen": "chosen", "field_rejected": "rejected",
-              "message_property_mappings": {"role": "role", "content": "content"}, "roles": roles}
+        ds = {
+            "path": data_file,
+            "type": "chat_template.default",
+            "field_messages": "conversations",
+            "field_chosen": "chosen",
+            "field_rejected": "rejected",
+            "message_property_mappings": {"role": "role", "content": "content"},
+            "roles": roles,
+        }
         if obj == "orpo":
             out["orpo_alpha"] = cfg.preference.orpo_lambda
         else:
@@ -209,18 +256,35 @@ def axolotl_config(cfg: RunConfig, data_file: str, output_dir: str = "./outputs"
         out["rl_beta"] = cfg.preference.beta
         out["kto_desirable_weight"] = cfg.preference.kto_desirable_weight
         out["kto_undesirable_weight"] = cfg.preference.kto_undesirable_weight
-        ds = {"path": data_file, "type": "chat_template.default", "field_messages": "messages",
-              "field_label": "label",
-              "message_property_mappings": {"role": "role", "content": "content"}, "roles": roles}
+        ds = {
+            "path": data_file,
+            "type": "chat_template.default",
+            "field_messages": "messages",
+            "field_label": "label",
+            "message_property_mappings": {"role": "role", "content": "content"},
+            "roles": roles,
+        }
     elif obj == "reward":
         out["reward_model"] = True
-        ds = {"path": data_file, "type": "bradley_terry.chat_template", "field_messages": "conversations",
-              "field_chosen": "chosen", "field_rejected": "rejected"}
+        ds = {
+            "path": data_file,
+            "type": "bradley_terry.chat_template",
+            "field_messages": "conversations",
+            "field_chosen": "chosen",
+            "field_rejected": "rejected",
+        }
     else:
-        ds = {"path": data_file, "type": "chat_template", "field_messages": "messages",
-              "message_property_mappings": {"role": "role", "content": "content"}, "roles": roles}
+        ds = {
+            "path": data_file,
+            "type": "chat_template",
+            "field_messages": "messages",
+            "message_property_mappings": {"role": "role", "content": "content"},
+            "roles": roles,
+        }
     out["datasets"] = [ds]
-    out["chat_template"] = {"auto": "tokenizer_default"}.get(cfg.model.chat_template, cfg.model.chat_template)
+    out["chat_template"] = {"auto": "tokenizer_default"}.get(
+        cfg.model.chat_template, cfg.model.chat_template
+    )
     out.update(
         dataset_prepared_path="last_run_prepared",
         val_set_size=cfg.data.val_fraction,
@@ -270,11 +334,20 @@ def handoff_rows(cfg: RunConfig, rows: list[dict[str, Any]]) -> list[dict[str, A
     out = []
     for r in rows:
         if obj in ("dpo", "simpo", "orpo", "reward"):
-            out.append({"conversations": _to_messages(r["prompt"]), "chosen": _answer(r["chosen"]),
-                        "rejected": _answer(r["rejected"])})
+            out.append(
+                {
+                    "conversations": _to_messages(r["prompt"]),
+                    "chosen": _answer(r["chosen"]),
+                    "rejected": _answer(r["rejected"]),
+                }
+            )
         elif obj == "kto":
-            out.append({"messages": _to_messages(r["prompt"]) + [_answer(r["completion"])],
-                        "label": bool(r["label"])})
+            out.append(
+                {
+                    "messages": _to_messages(r["prompt"]) + [_answer(r["completion"])],
+                    "label": bool(r["label"]),
+                }
+            )
         else:
             out.append({"messages": _to_messages(r["messages"])})
     return out
@@ -288,7 +361,9 @@ def _dump_yaml(data: dict[str, Any], tool: str, command: str) -> str:
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def write_handoff(cfg: RunConfig, out_dir: Path, rows: list[dict[str, Any]] | None = None) -> HandoffFiles:
+def write_handoff(
+    cfg: RunConfig, out_dir: Path, rows: list[dict[str, Any]] | None = None
+) -> HandoffFiles:
     """Write llamafactory.yaml, dataset_info.json, axolotl.yaml (and data.jsonl when rows are given)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -303,11 +378,19 @@ def write_handoff(cfg: RunConfig, out_dir: Path, rows: list[dict[str, Any]] | No
     lf = out_dir / "llamafactory.yaml"
     info = out_dir / "dataset_info.json"
     ax = out_dir / "axolotl.yaml"
-    atomic_write_text(lf, _dump_yaml(llamafactory_config(cfg, data_dir=str(out_dir)), "LLaMA-Factory",
-                                     f"llamafactory-cli train {lf}"))
+    atomic_write_text(
+        lf,
+        _dump_yaml(
+            llamafactory_config(cfg, data_dir=str(out_dir)),
+            "LLaMA-Factory",
+            f"llamafactory-cli train {lf}",
+        ),
+    )
     atomic_write_text(info, json.dumps(llamafactory_dataset_info(cfg, data_name), indent=2) + "\n")
-    atomic_write_text(ax, _dump_yaml(axolotl_config(cfg, str(out_dir / data_name)), "Axolotl",
-                                     f"axolotl train {ax}"))
+    atomic_write_text(
+        ax,
+        _dump_yaml(axolotl_config(cfg, str(out_dir / data_name)), "Axolotl", f"axolotl train {ax}"),
+    )
     return HandoffFiles(lf, info, ax, data_file)
 
 

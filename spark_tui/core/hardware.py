@@ -133,7 +133,9 @@ class Budget:
     bytes: int
     source: str  # human description: "unified memory (system RAM available)", ...
     target: str  # unified | gpu | cpu
-    free_without_cache: int  # what is free without reclaiming page cache (unified/cpu), else = bytes
+    free_without_cache: (
+        int  # what is free without reclaiming page cache (unified/cpu), else = bytes
+    )
     page_cache: int  # page cache + buffers (0 on a discrete GPU: irrelevant there)
 
 
@@ -287,7 +289,9 @@ def _is_not_supported(nv: Any, exc: BaseException) -> bool:
     return getattr(exc, "value", None) == getattr(nv, "NVML_ERROR_NOT_SUPPORTED", 3)
 
 
-def _gpu_info(nv: Any, index: int, machine: str, mem_total: int, *, with_processes: bool) -> GpuInfo:
+def _gpu_info(
+    nv: Any, index: int, machine: str, mem_total: int, *, with_processes: bool
+) -> GpuInfo:
     handle = nv.nvmlDeviceGetHandleByIndex(index)
     name = _text(_try(lambda: nv.nvmlDeviceGetName(handle)) or f"GPU {index}")
     unified = any(hint in name.upper() for hint in UNIFIED_NAME_HINTS)
@@ -354,7 +358,9 @@ def _process_name(nv: Any, pid: int) -> str:
         return f"pid {pid}"
 
 
-def probe_gpus(*, with_processes: bool = True, mem_total: int | None = None) -> tuple[list[GpuInfo], str]:
+def probe_gpus(
+    *, with_processes: bool = True, mem_total: int | None = None
+) -> tuple[list[GpuInfo], str]:
     """GPUs seen by NVML, and a status line ("ok" or why there are none)."""
     nv, status = _nvml()
     if nv is None:
@@ -493,8 +499,14 @@ def sample(pid: int | None = None) -> Sample:
             unified = unified or g.unified
             gpus_out.append(
                 GpuSample(
-                    g.index, g.name, g.utilization, g.memory_used, g.memory_total,
-                    g.temperature, g.power_w, g.power_limit_w,
+                    g.index,
+                    g.name,
+                    g.utilization,
+                    g.memory_used,
+                    g.memory_total,
+                    g.temperature,
+                    g.power_w,
+                    g.power_limit_w,
                 )
             )
     return Sample(

@@ -52,7 +52,8 @@ activations (the part that grows with max length and micro-batch)
     layers are kept (plus 0.5 x one layer of gradients in flight).
     The LM head: TRL 1.16's SFT, DPO and KTO trainers use a fused, tiled LM head
     that never materialises [T, V] logits: one tile of min(T, 4096) x min(V, 32768)
-    (in a, plus 3 fp32 temporaries of that size on devices without Triton) and an
+    (in a, plus 8 fp32 temporaries of that size in the torch fallback used
+    on CPUs; Triton works in place) and an
     fp32 gradient for the hidden states (T x h x 4); when the LM head itself is
     trained (full FT) its fp32 gradient accumulator V x h x 4 too.  ORPO and SimPO
     (TRL's experimental ORPO / CPO trainers) build the full logits: T x V x (a + 12)
@@ -60,6 +61,10 @@ activations (the part that grows with max length and micro-batch)
     Gemma 2's soft-capping).  Reward models have a 1-wide head: no vocabulary term.
     With checkpointing the peak is checkpoints + max(head, recomputed layer);
     without it, all layers + head.
+    Full fine-tuning: activations are freed while the gradients fill up, so the
+    step's peak is max(activations + the LM head's gradient, all gradients + one
+    recomputed layer); the breakdown shows activations as the part above the
+    gradients already counted.
     DoRA also materialises, for the layer being computed, an identity (d_in^2)
     and two d_in x d_out fp32 matrices to get the weight norm: counted for the
     largest adapted linear.
@@ -73,15 +78,16 @@ runtime overhead
     also the host process (Python, libraries, tokenizer, data ~1.5 GB) shares the
     pool; on a CPU the host process ~1.0 GB.  Plus allocator slack: 8 % of
     everything else on a GPU (PyTorch's caching allocator reserves more than it
-    hands out), 5 % on a CPU.
+    hands out), 15 % on a CPU (glibc heap fragmentation and MKL packing buffers:
+    measured RSS exceeds live tensor bytes by 5-35 % in bench/memory_estimate.py).
 
 Verdict: fits / tight (less than 15 % headroom) / won't fit, against
 `hardware.memory_budget()` (unified memory: MemAvailable, warning when the run
 only fits by reclaiming page cache).  Suggestions are ranked: changes that make
 the run fit come first, and among them the ones that cost the least quality or
 speed (gradient checkpointing, reference handling, paged 8-bit optimizer,
-micro-batch with more accumulation, LoRA, QLoRA, shorter max length, smaller
-model).  Each carries its new estimate and the config change as dotted keys.
+micro-batch with more accumulation, LoRA, QLoRA, shorter max length, several
+of these combined, smaller model).  Each carries its new estimate and the config change as dotted keys.
 
 The estimator is pure arithmetic: no torch, no network, no printing.
 """
@@ -111,8 +117,9 @@ RECOMPUTE_FACTOR = 1.5  # one recomputed layer + its gradients in flight
 NO_CKPT_GRAD_FACTOR = 0.5
 HEAD_TILE_TOKENS = 4096  # trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE
 HEAD_TILE_VOCAB = 32768  # trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE
+CPU_HEAD_TEMPS = 8  # fp32 tile-sized temporaries of the torch (non-Triton) backward tile
 FIXED_OVERHEAD = {"gpu": 0.75 * GB, "unified": 2.25 * GB, "cpu": 1.0 * GB}
-SLACK = {"gpu": 0.08, "unified": 0.08, "cpu": 0.05}
+SLACK = {"gpu": 0.08, "unified": 0.08, "cpu": 0.15}
 
 OBJECTIVES = ("sft", "dpo", "simpo", "orpo", "kto", "reward")
 PAIRED = {"dpo", "simpo", "orpo", "reward"}  # chosen + rejected in one forward
@@ -435,11 +442,11 @@ def _layer_activation_bytes(arch: Architecture, s: Settings) -> tuple[float, flo
     per += a * 3 * i + (a * i if trained_base else 0)
     dora_transient = 0.0
     if s.adapter in ("lora", "qlora", "adalora") and s.peft:
-        cast = 4 if a == 4 else a  # what lora_A keeps: the (dropped-out) input copy
         for name, d_in, d_out in adapted_linears(arch, s.target_modules):
             if name.startswith("*"):
                 continue
-            per += (1 + cast) * d_in if s.lora_dropout > 0 else a * d_in
+            # dropout mask (1 byte) + the copy lora_A keeps (a bytes: bf16 under autocast)
+            per += (1 + a) * d_in if s.lora_dropout > 0 else a * d_in
             per += a * s.lora_r
             if s.use_dora:
                 per += 8 * d_out
@@ -455,10 +462,12 @@ def _head_bytes(arch: Architecture, s: Settings) -> int:
         return T * h * a
     if s.objective in FUSED_HEAD:
         tile = min(T, HEAD_TILE_TOKENS) * min(V, HEAD_TILE_VOCAB)
-        temps = 0 if s.target in ("gpu", "unified") else 3 * 4
+        temps = 0 if s.target in ("gpu", "unified") else CPU_HEAD_TEMPS * 4
         head = tile * (a + temps) + T * h * (4 + a) + T * 7 * 4
-        if not s.peft:
-            head += V * h * (4 + (4 if s.master_weights else a))  # fp32 grad accumulator
+        if not s.peft and not (s.master_weights or s.resolved_precision == "fp32"):
+            # 16-bit LM head: an fp32 gradient accumulator beside the 16-bit gradient.
+            # (With fp32 weights the accumulator *is* the gradient, counted there.)
+            head += V * h * 4
         return int(head)
     per = a + 12 + (2 * a if arch.logit_softcap else 0)
     return int(T * V * per)
@@ -521,6 +530,15 @@ def estimate(
     if s.adapter == "qlora":
         # bitsandbytes dequantizes one weight at a time for the matmul
         acts += max(d_in * d_out for d_in, d_out in arch.linear_shapes().values()) * a
+    if not s.peft:
+        # Full fine-tuning: activations are freed while gradients fill up.  Peak =
+        # max(activations + the LM head's gradient (the first one computed),
+        #     all gradients + one recomputed layer) -- shown as the part of the
+        # activations that does not overlap the gradients already counted.
+        g_bytes = gradients / max(1, p_tr)
+        early = int(arch.vocab_size * h * g_bytes)
+        late = RECOMPUTE_FACTOR * layer + embed_out
+        acts = max(acts + early - gradients, late)
     activations = int(acts)
 
     ref_mode = s.resolved_reference
@@ -555,6 +573,11 @@ def estimate(
         )
     if s.optimizer == "paged_adamw_8bit" and s.target == "unified":
         notes.append("Paged optimizer states cannot spill anywhere on unified memory.")
+    if not s.peft:
+        notes.append(
+            "Full fine-tuning frees activations while gradients fill up: only the part "
+            "that overlaps the gradients is added."
+        )
     if s.use_dora:
         notes.append("DoRA recomputes each adapted weight's norm: slower and a little more memory.")
 
@@ -752,8 +775,8 @@ _PREFERENCE = {
     "lora": 4,
     "qlora": 5,
     "max_length": 6,
-    "smaller_model": 7,
-    "combined": 8,
+    "combined": 7,
+    "smaller_model": 8,
 }
 
 
@@ -770,24 +793,33 @@ def _candidates(est: Estimate, budget: Budget) -> list[tuple[str, str, Settings,
     s = est.settings
     out: list[tuple[str, str, Settings, str]] = []
     if not s.gradient_checkpointing:
-        out.append((
-            "gradient_checkpointing", "Turn on gradient checkpointing",
-            replace(s, gradient_checkpointing=True),
-            "Keeps one tensor per layer and recomputes the rest: ~30 % slower steps.",
-        ))
+        out.append(
+            (
+                "gradient_checkpointing",
+                "Turn on gradient checkpointing",
+                replace(s, gradient_checkpointing=True),
+                "Keeps one tensor per layer and recomputes the rest: ~30 % slower steps.",
+            )
+        )
     if s.resolved_reference == "copy":
         ref = "adapter_disabled" if s.peft else "precompute"
-        out.append((
-            "reference", f"Reference model: {ref.replace('_', ' ')}",
-            replace(s, reference=ref),
-            "No second copy of the weights in memory.",
-        ))
+        out.append(
+            (
+                "reference",
+                f"Reference model: {ref.replace('_', ' ')}",
+                replace(s, reference=ref),
+                "No second copy of the weights in memory.",
+            )
+        )
     if s.optimizer != "paged_adamw_8bit" and est.params_trainable > 0:
-        out.append((
-            "paged_optimizer", "Use the paged 8-bit AdamW optimizer",
-            replace(s, optimizer="paged_adamw_8bit"),
-            "Optimizer states in 8 bits (2 bytes/param instead of 8), paged on spikes.",
-        ))
+        out.append(
+            (
+                "paged_optimizer",
+                "Use the paged 8-bit AdamW optimizer",
+                replace(s, optimizer="paged_adamw_8bit"),
+                "Optimizer states in 8 bits (2 bytes/param instead of 8), paged on spikes.",
+            )
+        )
     min_mb = 2 if s.objective == "kto" else 1
     if s.micro_batch > min_mb:
         effective = s.micro_batch * s.grad_accum
@@ -800,24 +832,32 @@ def _candidates(est: Estimate, budget: Budget) -> list[tuple[str, str, Settings,
                 break
             mb //= 2
         if best is not None:
-            out.append((
-                "micro_batch",
-                f"Micro-batch {best.micro_batch} with {best.grad_accum} accumulation steps",
-                best,
-                f"Same effective batch ({effective}); fewer tokens in memory at once.",
-            ))
+            out.append(
+                (
+                    "micro_batch",
+                    f"Micro-batch {best.micro_batch} with {best.grad_accum} accumulation steps",
+                    best,
+                    f"Same effective batch ({effective}); fewer tokens in memory at once.",
+                )
+            )
     if s.adapter == "full":
-        out.append((
-            "lora", "Train LoRA adapters instead of all weights",
-            replace(s, adapter="lora"),
-            "Frozen 16-bit base: no gradients or optimizer states for the base weights.",
-        ))
+        out.append(
+            (
+                "lora",
+                "Train LoRA adapters instead of all weights",
+                replace(s, adapter="lora"),
+                "Frozen 16-bit base: no gradients or optimizer states for the base weights.",
+            )
+        )
     if s.adapter in ("full", "lora"):
-        out.append((
-            "qlora", "Switch to QLoRA (4-bit NF4 base)",
-            replace(s, adapter="qlora"),
-            "Base weights in 4 bits (~0.52 bytes/param); slightly slower, small quality cost.",
-        ))
+        out.append(
+            (
+                "qlora",
+                "Switch to QLoRA (4-bit NF4 base)",
+                replace(s, adapter="qlora"),
+                "Base weights in 4 bits (~0.52 bytes/param); slightly slower, small quality cost.",
+            )
+        )
     if s.max_length > 256:
         best = None
         length = s.max_length // 2
@@ -828,11 +868,14 @@ def _candidates(est: Estimate, budget: Budget) -> list[tuple[str, str, Settings,
                 break
             length //= 2
         if best is not None:
-            out.append((
-                "max_length", f"Shorter max length: {best.max_length} tokens",
-                best,
-                "Longer examples are truncated: check the Data step's length statistics.",
-            ))
+            out.append(
+                (
+                    "max_length",
+                    f"Shorter max length: {best.max_length} tokens",
+                    best,
+                    "Longer examples are truncated: check the Data step's length statistics.",
+                )
+            )
     return out
 
 
@@ -858,15 +901,19 @@ def suggest(est: Estimate, budget: Budget | HardwareProbe | int) -> list[Suggest
         if status == "fits":
             found.append(
                 Suggestion(
-                    "smaller_model", f"Smaller model: {cand.name}", {"model.id": cand.id}, e,
-                    status, est.total - e.total,
+                    "smaller_model",
+                    f"Smaller model: {cand.name}",
+                    {"model.id": cand.id},
+                    e,
+                    status,
+                    est.total - e.total,
                     f"{cand.size_label()} parameters instead of "
                     f"{est.params_total / 1e9:.1f}B; fits with the current settings.",
                 )
             )
             break
-    # No single change fits: combine them greedily in order of preference.
-    if not any(sg.status == "fits" for sg in found):
+    # No single change of the settings fits: combine them greedily in order of preference.
+    if not any(sg.status == "fits" for sg in found if sg.key != "smaller_model"):
         singles = sorted(
             (sg for sg in found if sg.key != "smaller_model"),
             key=lambda sg: _PREFERENCE.get(sg.key, 99),
@@ -884,12 +931,18 @@ def suggest(est: Estimate, budget: Budget | HardwareProbe | int) -> list[Suggest
             e = estimate(est.arch, cur, model=est.model)
             found.append(
                 Suggestion(
-                    "combined", "Combine: " + "; ".join(t[0].lower() + t[1:] for t in titles),
-                    _changes_for(s, cur), e, classify(e.total, budget.bytes)[0],
-                    est.total - e.total, "No single change is enough.",
+                    "combined",
+                    "Combine: " + "; ".join(t[0].lower() + t[1:] for t in titles),
+                    _changes_for(s, cur),
+                    e,
+                    classify(e.total, budget.bytes)[0],
+                    est.total - e.total,
+                    "No single change is enough.",
                 )
             )
-    found.sort(key=lambda sg: (_STATUS_RANK[sg.status], _PREFERENCE.get(sg.key, 99), sg.estimate.total))
+    found.sort(
+        key=lambda sg: (_STATUS_RANK[sg.status], _PREFERENCE.get(sg.key, 99), sg.estimate.total)
+    )
     return found
 
 

@@ -289,54 +289,41 @@ def _preference_lr(cfg: RunConfig, quick: bool) -> float:
 
 # --------------------------------------------------------------------------- data -> objectives
 
-_SFT_FORMATS = ("alpaca", "sharegpt", "messages", "prompt_completion", "text")
-_PAIR_FORMATS = ("preference",)
-_KTO_FORMATS = ("kto",)
-
 
 def _report_format(report: Any) -> str:
+    """The detected format name from a data report (dict or object), a Detection, or a string."""
     if report is None:
         return ""
     if isinstance(report, str):
         return report
-    for attr in ("format", "detected_format", "kind"):
+    for attr in ("format", "detection", "detected_format"):
         value = report.get(attr) if isinstance(report, dict) else getattr(report, attr, None)
-        if isinstance(value, str):
+        if isinstance(value, str) and value:
             return value
-        fmt = getattr(value, "format", None)  # a Detection object
-        if isinstance(fmt, str):
-            return fmt
-    detection = (
-        report.get("detection") if isinstance(report, dict) else getattr(report, "detection", None)
-    )
-    if detection is not None:
-        return _report_format(detection)
+        if value is not None and value is not report:
+            inner = _report_format(value)
+            if inner:
+                return inner
     return ""
 
 
 def supported_objectives(report: Any) -> dict[str, str]:
     """Objective -> "" when the prepared data supports it, else the one-line reason it does not.
 
-    `report` is a data report (object or dict with a `format`), a Detection, or a format name.
+    `report` is the data report (`PreparedData.report` or its dict), a Detection,
+    or a format name; None (no data chosen yet) enables everything.  The rules
+    are the Dataset step's (`core.data.fit.method_fit`), so both steps agree.
     """
     fmt = _report_format(report)
-    out: dict[str, str] = {}
-    for objective, info in OBJECTIVES.items():
-        need = info["data"]
-        if not fmt:
-            out[objective] = ""
-            continue
-        if need == "instructions":
-            ok = fmt in _SFT_FORMATS
-            why = "needs instruction or chat examples (this data is " + fmt + ")"
-        elif need == "preference":
-            ok = fmt in _PAIR_FORMATS
-            why = "needs prompt/chosen/rejected pairs (this data is " + fmt + ")"
-        else:
-            ok = fmt in _KTO_FORMATS or fmt in _PAIR_FORMATS
-            why = "needs thumbs-up/down rows (prompt/completion/label) or pairs"
-        out[objective] = "" if ok else why
-    return out
+    if not fmt:
+        return dict.fromkeys(OBJECTIVES, "")
+    from spark_tui.core.data.fit import method_fit
+
+    fit = method_fit(fmt)
+    return {
+        obj: "" if fit.get(obj, {}).get("ok") else fit.get(obj, {}).get("why", "")
+        for obj in OBJECTIVES
+    }
 
 
 def check_combination(cfg: RunConfig) -> None:
@@ -413,15 +400,13 @@ def torch_dtype(precision: str) -> Any:
 def load_dtype(cfg: RunConfig, precision: str) -> Any:
     """The dtype the base weights are loaded in.
 
-    bf16 runs load bf16 weights (half the memory; trainers autocast).  fp16 full
-    fine-tuning keeps fp32 master weights (the loss scaler refuses fp16 grads);
-    fp16 adapter runs load a fp16 base (PEFT keeps the adapters in fp32).
+    Full fine-tuning keeps fp32 master weights and autocasts to bf16/fp16 (the
+    HF Trainer's mixed precision; also what the memory estimator assumes).
+    Adapter runs load a 16-bit frozen base (PEFT keeps the adapters in fp32).
     """
-    if precision == "bf16":
-        return torch_dtype("bf16")
-    if precision == "fp16" and cfg.method.adapter != "full":
-        return torch_dtype("fp16")
-    return torch_dtype("fp32")
+    if cfg.method.adapter == "full" or precision == "fp32":
+        return torch_dtype("fp32")
+    return torch_dtype(precision)
 
 
 def optimizer_name(cfg: RunConfig, hw: Hardware) -> tuple[str, str]:
@@ -686,11 +671,13 @@ def trainer_kwargs(
     }
     if obj == "sft":
         kw["packing"] = t.packing
-    elif obj == "dpo":
+    if obj == "dpo":
         kw["beta"] = p.beta
         if p.reference == "precompute":
             kw["precompute_ref_log_probs"] = True
-    elif obj == "simpo":
+    if obj in ("simpo", "orpo"):
+        kw["remove_unused_columns"] = False  # their collator needs the raw columns
+    if obj == "simpo":
         kw.update(loss_type="simpo", cpo_alpha=0.0, simpo_gamma=p.simpo_gamma * p.beta, beta=p.beta)
     elif obj == "orpo":
         kw["beta"] = p.orpo_lambda

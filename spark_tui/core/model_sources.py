@@ -69,7 +69,9 @@ def token_source() -> str:
 
         token_path = Path(constants.HF_TOKEN_PATH)
     except Exception:
-        token_path = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "token"
+        token_path = (
+            Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "token"
+        )
     try:
         if token_path.is_file() and token_path.read_text().strip():
             return "HF cache"
@@ -243,7 +245,9 @@ def check_folder(path: str | Path) -> FolderCheck:
                 )
     if files and not index_problem:
         chk.has_weights = True
-        chk.weight_format = "safetensors" if any(p.suffix == ".safetensors" for p in files) else "bin"
+        chk.weight_format = (
+            "safetensors" if any(p.suffix == ".safetensors" for p in files) else "bin"
+        )
         chk.weight_files = sorted(p.name for p in files)
         chk.weights_bytes = sum(p.stat().st_size for p in files)
     elif index_problem:
@@ -340,9 +344,7 @@ def cached_snapshot(repo_id: str, cache_dir: Path | None = None) -> Path | None:
         # The cache folder name keeps the repo's case; look case-insensitively.
         want = repo_dir.name.lower()
         try:
-            repo_dir = next(
-                (p for p in cache.iterdir() if p.name.lower() == want), repo_dir
-            )
+            repo_dir = next((p for p in cache.iterdir() if p.name.lower() == want), repo_dir)
         except OSError:
             return None
     return _snapshot(repo_dir) if repo_dir.is_dir() else None
@@ -359,13 +361,11 @@ def list_cached_models(cache_dir: Path | None = None) -> list[CachedModel]:
     for repo_dir in entries:
         if not repo_dir.name.startswith("models--") or not repo_dir.is_dir():
             continue
-        repo_id = repo_dir.name[len("models--"):].replace("--", "/", 1)
+        repo_id = repo_dir.name[len("models--") :].replace("--", "/", 1)
         snap = _snapshot(repo_dir)
         if snap is None:
             continue
-        has_weights = any(
-            _existing(p) for pattern in WEIGHT_GLOBS for p in snap.glob(pattern)
-        )
+        has_weights = any(_existing(p) for pattern in WEIGHT_GLOBS for p in snap.glob(pattern))
         out.append(
             CachedModel(
                 repo_id=repo_id,
@@ -428,11 +428,17 @@ def fetch_hub_config(
         code = getattr(getattr(exc, "response", None), "status_code", None)
         if code in (401, 403):
             return HubConfig(repo_id, "gated", gated_help(repo_id))
-        return HubConfig(repo_id, "error", f"the Hub answered an error for {repo_id}: {_first_line(exc)}")
+        return HubConfig(
+            repo_id, "error", f"the Hub answered an error for {repo_id}: {_first_line(exc)}"
+        )
     except hf_errors.OfflineModeIsEnabled:
         return HubConfig(repo_id, "offline", "HF_HUB_OFFLINE is set: the Hub was not asked")
+    except (ConnectionError, TimeoutError) as exc:
+        return HubConfig(repo_id, "offline", f"the Hub could not be reached ({_first_line(exc)})")
     except (OSError, ValueError) as exc:
-        return HubConfig(repo_id, "error", f"config.json of {repo_id} is unreadable: {_first_line(exc)}")
+        return HubConfig(
+            repo_id, "error", f"config.json of {repo_id} is unreadable: {_first_line(exc)}"
+        )
     except Exception as exc:  # httpx connection errors, timeouts, DNS failures
         return HubConfig(repo_id, "offline", f"the Hub could not be reached ({_first_line(exc)})")
     return HubConfig(repo_id, "ok", "", cfg)
@@ -607,6 +613,11 @@ def resolve(
                     pass
             elif hub.status == "offline":
                 info.messages.append(f"Offline ({hub.message}): using the catalogue's numbers.")
+            elif hub.status not in ("ok", "gated"):
+                info.messages.append(
+                    f"Could not read config.json from the Hub: using the catalogue's numbers. "
+                    f"{hub.message}"
+                )
         _weights_message(info)
         if entry.gated and not info.present_locally:
             info.messages.append(gated_help(entry.hub_id))
@@ -687,7 +698,9 @@ def architecture_for(model_id: str) -> Architecture | None:
     return None
 
 
-def hub_architecture(model_id: str, *, timeout: float = HUB_TIMEOUT_S) -> tuple[Architecture | None, str]:
+def hub_architecture(
+    model_id: str, *, timeout: float = HUB_TIMEOUT_S
+) -> tuple[Architecture | None, str]:
     """Architecture from local knowledge, else from the Hub's config.json.
 
     Returns (arch or None, message): the message says where the numbers came

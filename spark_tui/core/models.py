@@ -127,11 +127,18 @@ def _convert_default_model(out: Path, report: Progress) -> None:
     """Dequantize the bundled GGUF into a plain fp32 safetensors Llama folder."""
     gguf = bundled_gguf_path()
     report(0.02, "loading libraries")
+    from spark_tui.core.lazy import warm_imports
+
+    warm_imports()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
 
     # The GGUF dequantizer draws its own tqdm bar on stderr; keep it off the terminal.
-    with quiet_transformers(), open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+    with (
+        quiet_transformers(),
+        open(os.devnull, "w") as devnull,
+        contextlib.redirect_stderr(devnull),
+    ):
         report(0.05, "reading tokenizer from the bundled GGUF")
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         report(0.10, "dequantizing the bundled GGUF weights (about a minute on a laptop CPU)")
@@ -182,3 +189,22 @@ def resolve_model_path(model_id: str) -> str:
     if model_id.startswith((".", "/", "~")):
         raise ModelError(f"model folder {model_id} does not exist")
     return model_id
+
+
+def load_tokenizer(model_id: str, *, trust_remote_code: bool = False):
+    """The tokenizer of a model choice (the default model is converted on first use)."""
+    from spark_tui.core.lazy import warm_imports
+
+    warm_imports()
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(model_id)
+    try:
+        with quiet_transformers():
+            return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"could not load the tokenizer of {model_id}: {first} "
+            "(offline, a gated model without access, or not a model id?)"
+        ) from exc

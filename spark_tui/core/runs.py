@@ -222,7 +222,9 @@ def create_run(cfg: RunConfig, root: Path | None = None) -> Run:
     root = Path(root) if root else paths.runs_dir()
     root.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{_slug(cfg.name or _default_name(cfg))}"
+    # A config copied from another run keeps that run's name: drop its timestamp.
+    name = re.sub(r"^\d{8}-\d{6}-", "", cfg.name) if cfg.name else ""
+    base = f"{stamp}-{_slug(name or _default_name(cfg))}"
     path = root / base
     n = 1
     while True:

@@ -45,7 +45,7 @@ from typing import Any
 
 from spark_tui.config import RunConfig
 from spark_tui.core.errors import SparkError
-from spark_tui.core.fsutil import atomic_write_json, atomic_write_text, read_json
+from spark_tui.core.fsutil import atomic_write_text, read_json
 from spark_tui.core.runs import Run, proc_start_time, read_metrics
 
 log = logging.getLogger("spark_tui.training")
@@ -76,6 +76,7 @@ METRIC_KEYS = {
     "rewards/rejected": "preference objectives: mean reward of the rejected answers",
     "rewards/margins": "preference objectives: chosen - rejected reward",
     "rewards/accuracies": "preference objectives: fraction of pairs ranked right",
+    "nonfinite": "{key: \"nan\" | \"inf\" | \"-inf\"} for values written as null (NaN guard)",
 }
 PREFERENCE_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 # Trainer bookkeeping that is not a per-step metric.
@@ -86,8 +87,12 @@ _SKIP_LOG_KEYS = {
 }  # fmt: skip
 
 
-class StopRequested(Exception):
-    """Raised by the signal handler when a stop arrives before the training loop runs."""
+class StopRequested(BaseException):
+    """Raised by the signal handler when a stop arrives before the training loop runs.
+
+    A BaseException (like KeyboardInterrupt) so that libraries' `except Exception`
+    blocks do not swallow it.
+    """
 
 
 class TrainingDiverged(SparkError):
@@ -118,7 +123,7 @@ class StatusWriter:
             now = time.time()
             self._st["updated"] = now
             self._st["heartbeat"] = now
-            atomic_write_json(self.run.status_path, self._st)
+            _write_json_replace(self.run.status_path, self._st)
             return dict(self._st)
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -142,6 +147,18 @@ class StatusWriter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2 * HEARTBEAT_INTERVAL_S)
+
+
+def _write_json_replace(path: Path, data: dict[str, Any]) -> None:
+    """Write-then-rename (readers never see half a file) without fsync.
+
+    status.json is rewritten every step; an fsync each time would cost real
+    training time on slow disks, and after a power cut the heartbeat is stale
+    anyway, so the run shows as died and resumes from its (fsynced) checkpoint.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 class StopControl:
@@ -277,9 +294,6 @@ def _make_callbacks(run: Run, status: StatusWriter, control: StopControl, ctx: d
                 control_.should_training_stop = True
                 fields["state"] = "stopping"
                 log.info("stop requested: saving a checkpoint at step %d", state.global_step)
-            elif ctx.get("final_checkpoint") and state.global_step >= state.max_steps:
-                # A cheap last checkpoint (adapters only) so a finished run can be continued.
-                control_.should_save = True
             status.update(**fields)
 
         def on_save(self, args, state, control_, **kw):
@@ -293,6 +307,7 @@ def _make_callbacks(run: Run, status: StatusWriter, control: StopControl, ctx: d
             self.last_step = 0
             self.last_tokens = 0
             self.session_start = time.time()
+            self.first_loss: float | None = ctx.get("first_loss")
 
         def on_train_begin(self, args, state, control_, **kw):
             self.last_time = time.time()
@@ -326,7 +341,16 @@ def _make_callbacks(run: Run, status: StatusWriter, control: StopControl, ctx: d
                 if isinstance(value, bool):
                     continue
                 if isinstance(value, (int, float)):
-                    rec[key] = float(value) if _finite(value) else _nonfinite(value)
+                    if _finite(value):
+                        rec[key] = float(value)
+                    else:  # JSON has no NaN/inf: null, and the name of what went bad
+                        rec[key] = None
+                        rec.setdefault("nonfinite", {})[key] = _nonfinite(value)
+            # The reward trainer logs accuracy/margin: show them on the same chart keys.
+            for src, dst in (("accuracy", "rewards/accuracies"), ("margin", "rewards/margins")):
+                pre = "eval_" if is_eval else ""
+                if pre + src in rec and pre + dst not in rec:
+                    rec[pre + dst] = rec[pre + src]
             if not is_eval:
                 dt = now - (self.last_time or now)
                 steps = state.global_step - self.last_step
@@ -360,8 +384,14 @@ def _make_callbacks(run: Run, status: StatusWriter, control: StopControl, ctx: d
             if not bad and ctx.get("precision") != "fp16":
                 # With fp16 loss scaling an inf grad norm is a skipped step, not a failure.
                 bad = [k for k in ("grad_norm",) if k in logs and not _finite(logs[k])]
+            if not bad and "loss" in logs and not is_eval:
+                loss = float(logs["loss"])
+                if self.first_loss is None:
+                    self.first_loss = loss
+                elif exploded(loss, self.first_loss):
+                    bad = ["loss"]
             if bad:
-                ctx["diverged"] = (state.global_step, bad[0], logs[bad[0]])
+                ctx["diverged"] = (state.global_step, bad[0], logs[bad[0]], self.first_loss)
                 control_.should_training_stop = True
                 control_.should_save = False
                 control_.should_evaluate = False
@@ -513,9 +543,31 @@ def oom_advice(cfg: RunConfig | None) -> tuple[str, list[str]]:
     return msg, suggestions
 
 
-def divergence_advice(cfg: RunConfig, step: int, key: str, value: Any) -> tuple[str, list[str]]:
+EXPLODE_FACTOR = 10.0
+EXPLODE_MIN = 20.0
+
+
+def exploded(loss: float, first: float) -> bool:
+    """A finite loss that has clearly diverged: 10x its first value and above 20.
+
+    Cross-entropy of a uniform guess over a 50k vocabulary is ~10.8, so a
+    fine-tuning loss above 20 that is also 10x where it started is never progress.
+    """
+    return loss > EXPLODE_MIN and loss > EXPLODE_FACTOR * max(first, 1e-6)
+
+
+def divergence_advice(
+    cfg: RunConfig, step: int, key: str, value: Any, first: float | None = None
+) -> tuple[str, list[str]]:
     lr = cfg.train.learning_rate
-    msg = f"{key} became {value} at step {step}: training diverged and was stopped"
+    if _finite(value):
+        start = f" (it started at {first:.4g})" if first is not None else ""
+        msg = (
+            f"{key} exploded to {float(value):.4g} at step {step}{start}: "
+            "training diverged and was stopped"
+        )
+    else:
+        msg = f"{key} became {value} at step {step}: training diverged and was stopped"
     advice = [
         f"lower train.learning_rate (now {lr:g}; try {lr / 10:g})",
         "check the data for empty, huge or garbled rows (the Dataset step's lint)",
@@ -738,6 +790,8 @@ def _train(
         step = int(ckpt.name.split("-")[-1])
         ctx["elapsed_before"] = _elapsed_at(run, step)
         kept = truncate_metrics(run, step)
+        first = next((m["loss"] for m in run.metrics() if _finite(m.get("loss"))), None)
+        ctx["first_loss"] = first
         log.info("resuming from %s (metrics: %d lines kept up to step %d)", ckpt.name, kept, step)
         status.update(resumed_from=step)
     else:
@@ -771,7 +825,6 @@ def _train(
         callbacks.append(adalora_cb)
     notes: list[str] = []
     ctx["gpu_mem"] = _gpu_mem_reader(hw)
-    ctx["final_checkpoint"] = cfg.method.adapter != "full"
     status.update(phase="building trainer")
     trainer = build_trainer(
         cfg,
@@ -812,8 +865,8 @@ def _train(
     out_dir = run.model_dir if cfg.method.adapter == "full" else run.adapter_dir
     tok.chat_template = saved_template  # save the deployable template, not the training twin
     if "diverged" in ctx:
-        step, key, value = ctx["diverged"]
-        msg, advice = divergence_advice(cfg, step, key, value)
+        step, key, value, first = ctx["diverged"]
+        msg, advice = divergence_advice(cfg, step, key, value, first)
         log.error("%s; %s", msg, "; ".join(advice))
         return {"state": "failed", "error": msg, "advice": advice}
     if control.requested:

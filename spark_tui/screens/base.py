@@ -8,6 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
+from spark_tui.core.errors import SparkError
 from spark_tui.widgets.step_bar import StepBar
 
 
@@ -76,7 +77,11 @@ class StepScreen(Screen):
         if not ok:
             self.notify(reason, severity="warning", title="Not yet")
             return
-        self.commit()
+        try:
+            self.commit()
+        except SparkError as exc:
+            self.notify(str(exc), severity="error", title="Cannot continue")
+            return
         self.app.next_step(self.STEP)
 
     def action_back(self) -> None:

@@ -6,8 +6,8 @@ adapter (r=4 on q_proj/v_proj) on the bundled default model, trained for a few
 plain-torch optimizer steps so it differs from the base, saved with the
 tokenizer into ``run.adapter_dir``.  No dependency on the training engine.
 
-Import the fixtures into a test module with
-``from tests.core.conftest_eval import sft_run, dpo_run  # noqa: F401``.
+Use them in a test module with ``import conftest_eval`` and
+``sft_run = conftest_eval.sft_run`` (tests/core is on sys.path under pytest).
 """
 
 from __future__ import annotations
@@ -55,8 +55,11 @@ def preference_rows(n: int = 6) -> list[dict]:
 
 
 def write_data(run, layout: str, train: list[dict], validation: list[dict]) -> None:
+    import datasets
+
     from spark_tui.core.data import build_dataset_dict
 
+    datasets.disable_progress_bars()
     dd = build_dataset_dict(train, validation, layout)
     dd.save_to_disk(str(run.data_dir))
 
@@ -99,7 +102,9 @@ def train_adapter(
     tok.save_pretrained(str(out))
 
 
-def make_sft_run(root: Path, model_dir: Path, *, name: str = "sft-fixture", train_adapter_too: bool = True):
+def make_sft_run(
+    root: Path, model_dir: Path, *, name: str = "sft-fixture", train_adapter_too: bool = True
+):
     from spark_tui.core.runs import create_run
 
     rows = sft_rows(12)
@@ -122,20 +127,36 @@ def make_sft_run(root: Path, model_dir: Path, *, name: str = "sft-fixture", trai
     return run
 
 
+# The fixtures below are imported into several test modules, and pytest then
+# registers one fixture per module; this cache makes each run get built once
+# per session all the same.
+_CACHE: dict[str, object] = {}
+
+
 @pytest.fixture(scope="session")
 def eval_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("eval-runs")
+    if "root" not in _CACHE:
+        _CACHE["root"] = tmp_path_factory.mktemp("eval-runs")
+    return _CACHE["root"]
 
 
 @pytest.fixture(scope="session")
 def sft_run(eval_root, default_model_dir):
     """A fabricated finished SFT LoRA run (8 train / 4 validation conversations)."""
-    return make_sft_run(eval_root, default_model_dir)
+    if "sft" not in _CACHE:
+        _CACHE["sft"] = make_sft_run(eval_root, default_model_dir)
+    return _CACHE["sft"]
 
 
 @pytest.fixture(scope="session")
 def dpo_run(eval_root, default_model_dir):
     """A fabricated DPO LoRA run whose adapter was trained towards the chosen answers."""
+    if "dpo" not in _CACHE:
+        _CACHE["dpo"] = make_dpo_run(eval_root, default_model_dir)
+    return _CACHE["dpo"]
+
+
+def make_dpo_run(root: Path, model_dir: Path):
     from spark_tui.core.runs import create_run
 
     rows = preference_rows(6)
@@ -148,8 +169,8 @@ def dpo_run(eval_root, default_model_dir):
             "preference": {"beta": 0.1},
         }
     )
-    run = create_run(cfg, root=eval_root)
+    run = create_run(cfg, root=root)
     write_data(run, "preference", rows[:2], rows[2:])
     convs = [r["prompt"] + r["chosen"] for r in rows]
-    train_adapter(default_model_dir, convs, run.adapter_dir, steps=8)
+    train_adapter(model_dir, convs, run.adapter_dir, steps=8)
     return run

@@ -86,3 +86,14 @@ def test_preference_rows_converted(tmp_path):
                                [{"prompt": "q", "completion": "a", "label": False}])
     assert kto == [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
                     "label": False}]
+
+
+def test_cli_handoff_for_a_run(spark_home, capsys):
+    from spark_tui.cli import main
+    from spark_tui.core.runs import create_run
+
+    run = create_run(RunConfig(name="cli"))
+    assert main(["handoff", run.id]) == 0
+    out = capsys.readouterr().out
+    assert "llamafactory.yaml" in out and "axolotl.yaml" in out
+    assert (run.path / "handoff" / "axolotl.yaml").exists()

@@ -35,6 +35,10 @@ CATEGORIES: dict[str, Category] = {
         Category("unused", "Rows the objective cannot use",
                  "E.g. undesirable (label false) KTO rows when training SFT.",
                  ("drop",), "drop", forced=True),
+        Category("template_error", "Rows the chat template rejects",
+                 "The model's chat template raised an error on these rows (usually about the "
+                 "order of roles); the trainer could not render them.", ("drop",), "drop",
+                 forced=True),
         Category("keys_differ", "Keys that differ from most rows",
                  "Rows whose set of keys is not the most common one (a typo in a key is "
                  "a silent empty field).", ("keep", "drop")),
@@ -69,7 +73,6 @@ MAX_EXAMPLES = 10
 
 _CTRL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_NEAR = re.compile(r"[\W_]+")
 
 
 def parse_drop(drop: list[str] | tuple[str, ...] | None) -> dict[str, str]:
@@ -123,8 +126,17 @@ def exact_key(strings: list[str], roles: tuple[str, ...]) -> int:
     return hash((roles, tuple(strings)))
 
 
+_PUNCT = str.maketrans(
+    {
+        c: " "
+        for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\u00a0\u2018\u2019\u201c\u201d\u2013\u2014\u2026"
+    }
+)
+
+
 def near_key(strings: list[str]) -> int:
-    return hash(_NEAR.sub(" ", " ".join(strings).lower()).strip())
+    """Same text after lower-casing and removing punctuation and repeated spaces."""
+    return hash(" ".join(" ".join(strings).lower().translate(_PUNCT).split()))
 
 
 @dataclass

@@ -551,11 +551,16 @@ def _dataset_rows(ds: Any, progress: Progress | None) -> list[dict[str, Any]]:
     return rows
 
 
-def hub_offline() -> bool:
-    """True when the Hub cannot be reached (HF_HUB_OFFLINE set, or no connection in 3 s)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return True
-    if os.environ.get("HF_DATASETS_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+def _env_offline() -> bool:
+    return any(
+        os.environ.get(k, "").lower() in ("1", "true", "yes", "on")
+        for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
+def hub_offline(timeout: float = 3.0) -> bool:
+    """True when the Hub cannot be reached (HF_HUB_OFFLINE set, or no connection in `timeout` s)."""
+    if _env_offline():
         return True
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     host = re.sub(r"^https?://", "", endpoint).split("/")[0]
@@ -564,7 +569,7 @@ def hub_offline() -> bool:
         host, port_s = host.rsplit(":", 1)
         port = int(port_s)
     try:
-        with socket.create_connection((host, port), timeout=3):
+        with socket.create_connection((host, port), timeout=timeout):
             return False
     except OSError:
         return True
@@ -573,25 +578,29 @@ def hub_offline() -> bool:
 def load_hub(
     repo_id: str, *, subset: str = "", split: str = "train", progress: Progress | None = None
 ) -> Source:
-    """A Hub dataset.  Offline, says so instead of hanging."""
-    if hub_offline():
+    """A Hub dataset.  Offline, says so (after trying the local cache) instead of hanging."""
+    env_offline = _env_offline()
+    if not env_offline and hub_offline():
         raise DataError(
             f"'{repo_id}' looks like a Hugging Face Hub dataset id, but this machine is offline "
-            "(or HF_HUB_OFFLINE is set). Connect to the internet, or download it elsewhere and "
-            "pick the saved file or folder instead."
+            "(huggingface.co cannot be reached). Connect to the internet, or set HF_HUB_OFFLINE=1 "
+            "to use a copy already in the Hugging Face cache, or pick a downloaded file or folder."
         )
     if progress:
         progress("downloading", 0, None)
+    what = f"'{repo_id}'" + (f" (subset '{subset}')" if subset else "") + f" split '{split}'"
     try:
         from datasets import load_dataset
 
         ds = load_dataset(repo_id, subset or None, split=split or "train")
     except Exception as exc:  # noqa: BLE001 - the hub raises many types
+        if env_offline:
+            raise DataError(
+                f"the Hub dataset {what} is not in the local Hugging Face cache and this machine "
+                "is offline (HF_HUB_OFFLINE is set); connect and unset it, or pick a downloaded "
+                "file or folder"
+            ) from exc
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(
-            f"could not load the Hub dataset '{repo_id}'"
-            + (f" (subset '{subset}')" if subset else "")
-            + f" split '{split}': {msg}"
-        ) from exc
+        raise DataError(f"could not load the Hub dataset {what}: {msg}") from exc
     note = f"Hub dataset, split '{split}'" + (f", subset '{subset}'" if subset else "")
     return Source(_dataset_rows(ds, progress), repo_id, "hub", None, [note])

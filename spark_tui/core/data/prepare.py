@@ -42,7 +42,7 @@ from spark_tui.core.data.tokens import TokenCounter
 
 REPORT_NAME = "data_report.json"
 HISTOGRAM_BINS = 20
-TRAINED_SHARE_SAMPLE = 200
+TRAINED_SHARE_SAMPLE = 100
 
 
 @dataclass
@@ -346,12 +346,17 @@ def _process(
         kept_src.append(out_src[j])
 
     # Token lengths and the too-long rows.
-    lengths = counter.row_lengths(kept, progress)
+    template_errors: dict[int, str] = {}
+    lengths = counter.row_lengths(kept, progress, template_errors)
     final_rows: list[dict[str, Any]] = []
     final_src: list[int] = []
     final_len: list[int] = []
     truncated = could_not = 0
-    for o, i, n in zip(kept, kept_src, lengths, strict=False):
+    for j, (o, i, n) in enumerate(zip(kept, kept_src, lengths, strict=False)):
+        if n < 0:
+            found["template_error"][i] = None
+            details["template_error"][template_errors.get(j, "")[:120]] += 1
+            continue
         if n > max_length:
             found["too_long"][i] = None
             act = actions["too_long"]

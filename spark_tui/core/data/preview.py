@@ -73,7 +73,7 @@ def preview_example(
         ]
     tmpl = _template_of(tokenizer, template)
     gen = tmpl if has_generation_markers(tmpl) else training_chat_template(tmpl)
-    renderer = Renderer(gen or tmpl, tokenizer)
+    renderer = _renderer(gen or tmpl, tokenizer)
     parts = ["conversation"]
     label = None
     if "chosen" in row:
@@ -97,6 +97,20 @@ def preview_example(
         p.label = label
         out.append(p)
     return out
+
+
+_RENDERERS: dict[tuple[str, int], Renderer] = {}
+
+
+def _renderer(template: str, tokenizer: Any) -> Renderer:
+    """Renderers are cached per template and tokenizer (stepping through rows re-uses them)."""
+    key = (template, id(tokenizer))
+    r = _RENDERERS.get(key)
+    if r is None or r.kwargs != Renderer.tokens_of(tokenizer):
+        if len(_RENDERERS) > 16:
+            _RENDERERS.clear()
+        r = _RENDERERS[key] = Renderer(template, tokenizer)
+    return r
 
 
 def _prefix_spans(

@@ -136,6 +136,8 @@ def resolve_chat_template(tokenizer: Any, choice: str = "auto") -> TemplateChoic
         note = (
             "the tokenizer has no chat template; using ChatML "
             "(choose Llama 3 instead if the model was trained with it)"
+            if tokenizer is not None
+            else "no tokenizer given: rendering with ChatML"
         )
         return TemplateChoice("chatml", CHATML_TEMPLATE, "fallback", note)
     template = TEMPLATES[choice]
@@ -200,7 +202,13 @@ def special_tokens(tokenizer: Any) -> dict[str, str]:
 
 
 class Renderer:
-    """Renders conversations through one template, compiled once (the hot path)."""
+    """Renders conversations through one template, compiled once (the hot path).
+
+    For the templates this module knows (ChatML, SmolLM2's ChatML, Llama 3) a
+    plain-Python renderer does the same work several times faster than Jinja;
+    it is checked against Jinja on a probe conversation and only used if both
+    agree exactly.
+    """
 
     def __init__(self, template: str, tokenizer: Any = None) -> None:
         self.template = template
@@ -211,12 +219,28 @@ class Renderer:
             self._compiled = _compile_jinja_template(template)
         except Exception as exc:  # noqa: BLE001 - a broken template is the user's to fix
             raise DataError(f"the chat template does not compile: {exc}") from exc
+        self._fast = _fast_renderer(template, self.kwargs)
+        if self._fast is not None:
+            for agp in (False, True):
+                for probe in (_PROBE, _PROBE[1:], []):
+                    if self._fast(probe, agp) != self._jinja(probe, agp):
+                        self._fast = None
+                        break
+
+    @staticmethod
+    def tokens_of(tokenizer: Any) -> dict[str, str]:
+        return special_tokens(tokenizer)
+
+    def _jinja(self, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        return self._compiled.render(
+            messages=messages, add_generation_prompt=add_generation_prompt, **self.kwargs
+        )
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = False) -> str:
+        if self._fast is not None:
+            return self._fast(messages, add_generation_prompt)
         try:
-            return self._compiled.render(
-                messages=messages, add_generation_prompt=add_generation_prompt, **self.kwargs
-            )
+            return self._jinja(messages, add_generation_prompt)
         except Exception as exc:  # noqa: BLE001 - templates raise their own errors
             raise DataError(f"the chat template failed on a row: {exc}") from exc
 
@@ -232,3 +256,45 @@ class Renderer:
             )
         except Exception as exc:  # noqa: BLE001
             raise DataError(f"the chat template failed on a row: {exc}") from exc
+
+
+_PROBE = [
+    {"role": "system", "content": " System text \n"},
+    {"role": "user", "content": "Hi {{ not jinja }} <|im_end|>"},
+    {"role": "assistant", "content": "\tHello!\n\n"},
+    {"role": "tool", "content": "{}"},
+    {"role": "assistant", "content": ""},
+]
+_SMOL_SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+
+
+def _fast_renderer(template: str, kw: dict[str, str]) -> Any:
+    key = _key(template)
+    if key in (_key(CHATML_TEMPLATE), _key(CHATML_TRAINING_TEMPLATE)):
+
+        def chatml(messages: list[dict[str, Any]], agp: bool) -> str:
+            text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+            return text + "<|im_start|>assistant\n" if agp else text
+
+        return chatml
+    if key in (_key(SMOLLM2_TEMPLATE), _key(SMOLLM2_TRAINING_TEMPLATE)):
+
+        def smollm2(messages: list[dict[str, Any]], agp: bool) -> str:
+            text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+            if messages and messages[0]["role"] != "system":
+                text = _SMOL_SYSTEM + text
+            return text + "<|im_start|>assistant\n" if agp else text
+
+        return smollm2
+    if key in (_key(LLAMA3_TEMPLATE), _key(LLAMA3_TRAINING_TEMPLATE)):
+        bos = kw.get("bos_token", "")
+
+        def llama3(messages: list[dict[str, Any]], agp: bool) -> str:
+            text = bos + "".join(
+                f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>"
+                for m in messages
+            )
+            return text + "<|start_header_id|>assistant<|end_header_id|>\n\n" if agp else text
+
+        return llama3
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from spark_tui.core.data.errors import DataError
 from spark_tui.core.data.templates import Renderer
 
 BATCH = 1000
@@ -34,7 +35,9 @@ class TokenCounter:
         if self.tokenizer is None:
             return [max(1, len(t) // 4) for t in texts]
         if self._backend is not None:
-            return [len(e) for e in self._backend.encode_batch(texts, add_special_tokens=False)]
+            # encode_batch_fast skips the character offsets, which counting does not need.
+            encode = getattr(self._backend, "encode_batch_fast", self._backend.encode_batch)
+            return [len(e) for e in encode(texts, add_special_tokens=False)]
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [len(x) for x in ids]
 
@@ -60,22 +63,38 @@ class TokenCounter:
         self,
         rows: list[dict[str, Any]],
         progress: Callable[[str, float, float | None], None] | None = None,
+        errors: dict[int, str] | None = None,
     ) -> list[int]:
-        """The longest tokenized conversation of each row."""
+        """The longest tokenized conversation of each row.
+
+        A row the chat template refuses gets length -1 and its message in `errors`
+        (by row index); without `errors` the DataError is raised.
+        """
         out: list[int] = []
         total = len(rows)
         for start in range(0, total, BATCH):
             batch = rows[start : start + BATCH]
             texts: list[str] = []
             owners: list[int] = []
+            failed: set[int] = set()
             for j, row in enumerate(batch):
-                for t in self.texts_of(row):
+                try:
+                    row_texts = self.texts_of(row)
+                except DataError as exc:
+                    if errors is None:
+                        raise
+                    errors[start + j] = str(exc)
+                    failed.add(j)
+                    continue
+                for t in row_texts:
                     texts.append(t)
                     owners.append(j)
             lens = [0] * len(batch)
             for j, n in zip(owners, self.count(texts), strict=False):
                 if n > lens[j]:
                     lens[j] = n
+            for j in failed:
+                lens[j] = -1
             out.extend(lens)
             if progress:
                 progress("tokenizing", len(out), total)

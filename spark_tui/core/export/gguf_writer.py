@@ -547,7 +547,6 @@ def export_gguf(
         if hf_name.endswith("rotary_emb.inv_freq"):
             continue
         if hf_name == "lm_head.weight" and tied:
-            notes.append("tied embeddings: no output.weight written")
             continue
         gname = tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if gname is None:
@@ -567,6 +566,8 @@ def export_gguf(
                 gname, hf_name, shape, _choose_type(gguf, out_type, shape, gname), permute
             )
         )
+    if tied:
+        notes.append("tied embeddings: no output.weight (llama.cpp reuses token_embd)")
     if rope_type == "llama3":
         factors = llama3_rope_factors(config)
         plan.append(

@@ -32,6 +32,7 @@ CHECK_PROMPTS = (
 # float rounding; 16-bit merges round W + BA once per weight.
 MERGE_TOLERANCE = {"float32": (1e-3, 1e-4), "float16": (0.05, 0.01), "bfloat16": (0.1, 0.03)}
 
+MERGEABLE = ("LORA", "ADALORA", "IA3")
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -73,6 +74,7 @@ class MergeResult:
         d = dict(self.__dict__)
         d["out_dir"] = str(self.out_dir)
         d["adapter_dir"] = str(self.adapter_dir)
+        d["summary"] = self.summary_lines()
         return d
 
 
@@ -151,10 +153,11 @@ def merge_adapter(
     adapter_dir = Path(adapter_dir)
     out_dir = Path(out_dir)
     acfg = read_adapter_config(adapter_dir)
-    if acfg.get("peft_type", "LORA") != "LORA":
+    if acfg.get("peft_type", "LORA") not in MERGEABLE:
         raise ExportError(
             f"{adapter_dir}: {acfg.get('peft_type')} adapters cannot be merged into the weights; "
-            "only LoRA / QLoRA / DoRA can (prompt/prefix tuning need the adapter at run time)"
+            "only LoRA / QLoRA / DoRA / AdaLoRA / IA3 can (prompt and prefix tuning need the "
+            "adapter at run time, which GGUF and Ollama do not support)"
         )
     base = base_model or resolve_base_model(acfg, model_id)
     steps = 5

@@ -45,6 +45,21 @@ LLAMA3 = """{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|
 
 """
 
+# Llama 3.1 / 3.2 / 3.3: the jinja always writes a system header with the
+# knowledge cut-off and a date; the user's system prompt follows it.
+LLAMA31 = """<|start_header_id|>system<|end_header_id|>
+
+Cutting Knowledge Date: December 2023
+Today Date: @DATE@
+
+{{ if .System }}{{ .System }}{{ end }}<|eot_id|>
+{{- range .Messages }}{{ if ne .Role "system" }}<|start_header_id|>{{ .Role }}<|end_header_id|>
+
+{{ .Content }}<|eot_id|>{{ end }}
+{{- end }}<|start_header_id|>assistant<|end_header_id|>
+
+"""
+
 LLAMA2 = """{{- $first := true }}
 {{- range .Messages }}
 {{- if eq .Role "user" }}
@@ -131,6 +146,12 @@ FAMILIES: dict[str, TemplateFamily] = {
             default_system_re=r"^<\|start_header_id\|>system<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>",
         ),
         TemplateFamily(
+            "llama3.1",
+            LLAMA31,
+            ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>"),
+            "Llama 3.1+ (knowledge cut-off header)",
+        ),
+        TemplateFamily(
             "llama2",
             LLAMA2,
             ("[INST]", "[/INST]", "<<SYS>>", "<</SYS>>"),
@@ -168,7 +189,7 @@ def detect_family(jinja: str | None, *, eos_token: str | None = None) -> Templat
     if "<|im_start|>" in j:
         return FAMILIES["chatml"]
     if "<|start_header_id|>" in j:
-        return FAMILIES["llama3"]
+        return FAMILIES["llama3.1" if "Cutting Knowledge Date" in j else "llama3"]
     if "<start_of_turn>" in j:
         return FAMILIES["gemma"]
     if "<|user|>" in j and "<|end|>" in j:
@@ -203,7 +224,7 @@ def default_system_prompt(tokenizer: Any, family: TemplateFamily) -> str | None:
     except Exception:
         return None
     bos = getattr(tokenizer, "bos_token", None)
-    if bos and text.startswith(bos):
+    if bos and "bos_token" in tokenizer.chat_template and text.startswith(bos):
         text = text[len(bos) :]
     m = re.match(family.default_system_re, text, re.S)
     if m and "\x00probe\x00" not in m.group(1):
@@ -273,6 +294,8 @@ def build_modelfile(
     parameters: dict[str, Any] | None = None,
 ) -> Modelfile:
     """A Modelfile for `from_` (a GGUF path or a safetensors folder) using `tokenizer`'s template."""
+    if family and family not in FAMILIES:
+        raise ExportError(f"unknown template family {family!r}; use one of {', '.join(FAMILIES)}")
     fam = (
         FAMILIES[family]
         if family
@@ -281,8 +304,6 @@ def build_modelfile(
             eos_token=getattr(tokenizer, "eos_token", None),
         )
     )
-    if family and family not in FAMILIES:
-        raise ExportError(f"unknown template family {family!r}; use one of {', '.join(FAMILIES)}")
     stops = list(fam.stops)
     eos = getattr(tokenizer, "eos_token", None)
     if eos and eos not in stops:
@@ -295,7 +316,7 @@ def build_modelfile(
         )
     return Modelfile(
         from_=from_,
-        template=fam.template,
+        template=_fill(fam.template, getattr(tokenizer, "chat_template", None) or ""),
         stops=stops,
         family=fam.name,
         system=system or None,
@@ -303,6 +324,20 @@ def build_modelfile(
         parameters=dict(parameters or {}),
         quantize=quantize,
     )
+
+
+def _fill(template: str, jinja: str) -> str:
+    """Values a Go template cannot compute, taken from the jinja template (Llama 3.1 date)."""
+    if "@DATE@" not in template:
+        return template
+    m = re.search(r"date_string\s*=\s*[\"']([^\"']+)[\"']", jinja)
+    if m and "strftime_now" not in jinja:
+        date = m.group(1)
+    else:  # Llama 3.2 asks for today's date: use the day of export
+        import datetime as _dt
+
+        date = _dt.date.today().strftime("%d %b %Y")
+    return template.replace("@DATE@", date)
 
 
 def supports_safetensors_import(config: dict[str, Any]) -> bool:

@@ -137,6 +137,9 @@ def export_model(
     check_transformers: bool | None = None,
     llama_cpp_dir: str | Path | None = None,
     system: str | None = None,
+    hf_answer: bool = True,
+    max_new_tokens: int = 32,
+    logit_prompts: int | None = None,
     progress: Progress | None = None,
 ) -> ExportOutcome:
     """Export `model_dir` to every type in `types` under `out_dir`, verifying each file."""
@@ -189,6 +192,9 @@ def export_model(
                     gguf_type=t,
                     reference=ref,
                     system=system,
+                    hf_answer=hf_answer,
+                    max_new_tokens=max_new_tokens,
+                    logit_prompts=logit_prompts,
                     check_transformers=check_transformers,
                     progress=progress,
                 )

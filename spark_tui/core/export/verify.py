@@ -38,8 +38,11 @@ CHAT_QUESTION = "What is the capital of France?"
 # Allowed max |delta logit| as a fraction of the HF logits' max |value|, per file type.
 # f16 weights (and llama.cpp's f16 activations in matmuls) round at ~1e-3
 # relative; bf16 at ~8e-3.  Quantized files are judged on top-1 agreement only.
-REL_TOLERANCE = {"f32": 0.002, "f16": 0.02, "bf16": 0.05, "q8_0": 0.08}
+REL_TOLERANCE = {"f32": 0.002, "f16": 0.02, "bf16": 0.05}
 FLOAT_TYPES = ("f32", "f16", "bf16")
+# Quantized files are not held to a logit delta; their top-1 agreement must only
+# clear a floor that a broken file (wrong layout, wrong vocabulary) cannot.
+MIN_TOP1 = {"q8_0": 0.6, "q6_k": 0.4, "q5_k_m": 0.35, "q4_k_m": 0.3}
 
 
 @dataclass
@@ -51,6 +54,19 @@ class TokenizationCheck:
     @property
     def match(self) -> bool:
         return self.hf_ids == self.gguf_ids
+
+    def explain(self) -> str | None:
+        """A known cause for a mismatch, if it is one."""
+        h, g = self.hf_ids, self.gguf_ids
+        if len(g) == len(h) + 1:
+            for i in range(len(h) + 1):
+                if g[:i] == h[:i] and g[i + 1 :] == h[i:]:
+                    return (
+                        "llama.cpp's SentencePiece tokenizer adds a space after special tokens "
+                        "(the 'legacy' behaviour); this Hugging Face tokenizer does not "
+                        "(legacy=False), so chat prompts differ by one token"
+                    )
+        return None
 
 
 @dataclass
@@ -119,6 +135,8 @@ class VerifyReport:
                 lines.append(
                     f"  differs on {t.prompt[:40]!r}: HF {t.hf_ids[:12]} vs GGUF {t.gguf_ids[:12]}"
                 )
+                if why := t.explain():
+                    lines.append(f"  ({why})")
         for c in (self.llama_logits, self.transformers_logits):
             if c is not None:
                 lines.append(c.line())
@@ -149,6 +167,7 @@ class VerifyReport:
             "gguf_answer": self.gguf_answer,
             "hf_answer": self.hf_answer,
             "errors": self.errors,
+            "summary": self.summary_lines(),
         }
 
 
@@ -166,6 +185,7 @@ class Reference:
         ).eval()
         self._torch = torch
         self._cache: dict[tuple[int, ...], np.ndarray] = {}
+        self._answers: dict[tuple[tuple[int, ...], int], str] = {}
 
     def prompt_ids(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
@@ -195,6 +215,12 @@ class Reference:
         return self._cache[key]
 
     def generate(self, ids: list[int], max_new_tokens: int) -> str:
+        key = (tuple(ids), max_new_tokens)
+        if key not in self._answers:
+            self._answers[key] = self._generate(ids, max_new_tokens)
+        return self._answers[key]
+
+    def _generate(self, ids: list[int], max_new_tokens: int) -> str:
         torch = self._torch
         with torch.no_grad():
             out = self.model.generate(
@@ -235,6 +261,7 @@ def compare_logits(
     source: str,
     pairs: list[tuple[np.ndarray, np.ndarray]],
     rel_tolerance: float | None,
+    min_top1: float = 0.0,
 ) -> LogitsCheck:
     """Compare (hf, other) logits arrays of shape [positions, vocab]."""
     hf = np.concatenate([p[0] for p in pairs], axis=0).astype(np.float32)
@@ -252,14 +279,15 @@ def compare_logits(
     decisive = margin > (tol if tol is not None else 0.0)
     n_dec = int(decisive.sum())
     dec_agree = float(agree[decisive].mean()) if n_dec else 1.0
-    passed = tol is None or (diff <= tol and dec_agree == 1.0)
+    top1 = float(agree.mean()) if agree.size else 1.0
+    passed = (tol is None or (diff <= tol and dec_agree == 1.0)) and top1 >= min_top1
     return LogitsCheck(
         source=source,
         n_positions=int(hf.shape[0]),
         max_abs_diff=diff,
         logit_scale=scale,
         tolerance=tol,
-        top1_agreement=float(agree.mean()) if agree.size else 1.0,
+        top1_agreement=top1,
         decisive_positions=n_dec,
         decisive_top1_agreement=dec_agree,
         passed=passed,
@@ -267,10 +295,13 @@ def compare_logits(
 
 
 def _threads() -> int:
+    """Half the usable cores: llama.cpp's worker threads spin, and on a busy machine
+    (the trainer, the TUI) fewer threads finish sooner."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+        n = os.cpu_count() or 1
+    return max(1, min(n // 2, 16))
 
 
 def load_llama(gguf_path: str | Path, n_ctx: int = 512) -> Any:
@@ -301,9 +332,11 @@ def verify_gguf(
     gguf_type: str = "f16",
     reference: Reference | None = None,
     prompts: tuple[str, ...] | list[str] = DEFAULT_PROMPTS,
+    logit_prompts: int | None = None,
     chat_question: str | None = CHAT_QUESTION,
     system: str | None = None,
     max_new_tokens: int = 32,
+    hf_answer: bool = True,
     check_transformers: bool | None = None,
     progress: Progress | None = None,
 ) -> VerifyReport:
@@ -334,11 +367,13 @@ def verify_gguf(
             report(progress, "verify", 1, steps)
             # 2. logits, on HF's token ids so a tokenizer difference cannot hide a weight problem
             pairs = []
-            for ids in id_lists:
+            for ids in id_lists[: logit_prompts or len(id_lists)]:
                 llm.reset()
                 llm.eval(ids)
                 pairs.append((ref.logits(ids), np.array(llm.scores[: len(ids)], dtype=np.float32)))
-            rep.llama_logits = compare_logits("llama.cpp", pairs, REL_TOLERANCE.get(gguf_type))
+            rep.llama_logits = compare_logits(
+                "llama.cpp", pairs, REL_TOLERANCE.get(gguf_type), MIN_TOP1.get(gguf_type, 0.0)
+            )
             report(progress, "verify", 2, steps)
             # 3. a short greedy chat answer from both
             if chat_ids:
@@ -348,13 +383,16 @@ def verify_gguf(
                     prompt=chat_ids, max_tokens=max_new_tokens, temperature=0.0, top_k=1
                 )
                 rep.gguf_answer = out["choices"][0]["text"].strip()
-                rep.hf_answer = ref.generate(chat_ids, max_new_tokens)
+                if hf_answer:
+                    rep.hf_answer = ref.generate(chat_ids, max_new_tokens)
             report(progress, "verify", 3, steps)
         finally:
             llm.close()
         # 4. transformers reads the GGUF on its own
         if check_transformers:
-            rep.transformers_logits = _transformers_check(gguf_path, ref, id_lists, gguf_type)
+            rep.transformers_logits = _transformers_check(
+                gguf_path, ref, id_lists[: logit_prompts or len(id_lists)], gguf_type
+            )
             report(progress, "verify", 4, steps)
     except ExportError as exc:
         rep.errors.append(str(exc))
@@ -386,7 +424,12 @@ def _transformers_check(
     finally:
         del model
         gc.collect()
-    return compare_logits("transformers (gguf_file=)", pairs, REL_TOLERANCE.get(gguf_type, 0.1))
+    return compare_logits(
+        "transformers (gguf_file=)",
+        pairs,
+        REL_TOLERANCE.get(gguf_type),
+        MIN_TOP1.get(gguf_type, 0.0),
+    )
 
 
 @contextlib.contextmanager

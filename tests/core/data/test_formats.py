@@ -19,7 +19,10 @@ SHAREGPT = {
 }
 MESSAGES = {
     "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "there"}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "there"}],
+        },
         {"role": "assistant", "content": "Hi!"},
     ]
 }
@@ -79,7 +82,10 @@ def test_detects_every_format_with_evidence(row, fmt, evidence):
         (["query", "response"], {"query": "instruction", "response": "output"}),
         (["prompt", "response"], {"prompt": "instruction", "response": "output"}),
         (["input", "output"], {"input": "instruction"}),
-        (["Question", "Context", "Answer"], {"Question": "instruction", "Context": "input", "Answer": "output"}),
+        (
+            ["Question", "Context", "Answer"],
+            {"Question": "instruction", "Context": "input", "Answer": "output"},
+        ),
         (["question", "good", "bad"], {"good": "chosen", "bad": "rejected", "question": "prompt"}),
         (["prompt", "response", "thumbs_up"], {"response": "completion", "thumbs_up": "label"}),
     ],
@@ -119,7 +125,9 @@ def test_manual_override():
 
 
 def test_override_with_missing_column_says_what_to_do():
-    with pytest.raises(DataError, match=r"format preference needs the column 'chosen'.*map a column"):
+    with pytest.raises(
+        DataError, match=r"format preference needs the column 'chosen'.*map a column"
+    ):
         detect_format([ALPACA], override="preference")
 
 
@@ -155,7 +163,13 @@ def test_default_system_prompt_only_where_missing():
 def test_sharegpt_tool_turns():
     unit, issues = to_unit(SHAREGPT, "sharegpt")
     assert issues == []
-    assert [m["role"] for m in unit["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
+    assert [m["role"] for m in unit["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
 
 
 def test_messages_content_parts_joined():
@@ -165,7 +179,9 @@ def test_messages_content_parts_joined():
 
 def test_prompt_completion_becomes_conversation():
     unit, _ = to_unit(PC, "prompt_completion")
-    assert unit == {"messages": [{"role": "user", "content": "2+2="}, {"role": "assistant", "content": "4"}]}
+    assert unit == {
+        "messages": [{"role": "user", "content": "2+2="}, {"role": "assistant", "content": "4"}]
+    }
 
 
 @pytest.mark.parametrize("row", [PREF_STR, PREF_MSGS, PREF_IMPLICIT, PREF_SHAREGPT])

@@ -12,7 +12,10 @@ def _finding(report, category):
 
 
 def _rows(n=12):
-    return [{"instruction": f"Task {i} about topic {i * 13}", "output": f"Result {i} is {i * 17}."} for i in range(n)]
+    return [
+        {"instruction": f"Task {i} about topic {i * 13}", "output": f"Result {i} is {i * 17}."}
+        for i in range(n)
+    ]
 
 
 def test_report_lists_every_category(tokenizer, write_jsonl, make_cfg):
@@ -48,9 +51,19 @@ def test_keys_that_differ(tokenizer, write_jsonl, make_cfg):
 
 
 def test_role_order(tokenizer, write_jsonl, make_cfg):
-    ok = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
-    bad = {"messages": [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Again"}, {"role": "assistant", "content": "Yes"}]}
-    path = write_jsonl([ok, bad, dict(ok, messages=ok["messages"] + [{"role": "user", "content": "x"}])])
+    ok = {
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    }
+    bad = {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "user", "content": "Again"},
+            {"role": "assistant", "content": "Yes"},
+        ]
+    }
+    path = write_jsonl(
+        [ok, bad, dict(ok, messages=ok["messages"] + [{"role": "user", "content": "x"}])]
+    )
     p = prepare_dataset(make_cfg(path, val_fraction=0.0), tokenizer)
     f = _finding(p.report, "role_order")
     assert f["count"] == 2 and f["examples"] == [2, 3]
@@ -61,13 +74,17 @@ def test_role_order(tokenizer, write_jsonl, make_cfg):
 def test_exact_and_near_duplicates(tokenizer, write_jsonl, make_cfg):
     rows = _rows(6)
     rows.append(dict(rows[0]))  # exact
-    rows.append({"instruction": rows[1]["instruction"].upper() + "!!", "output": rows[1]["output"].lower()})
+    rows.append(
+        {"instruction": rows[1]["instruction"].upper() + "!!", "output": rows[1]["output"].lower()}
+    )
     path = write_jsonl(rows)
     p = prepare_dataset(make_cfg(path, val_fraction=0.0), tokenizer)
     assert _finding(p.report, "exact_duplicate")["examples"] == [7]
     assert _finding(p.report, "near_duplicate")["examples"] == [8]
     assert len(p.dataset["train"]) == 8
-    p = prepare_dataset(make_cfg(path, val_fraction=0.0, drop=["exact_duplicate", "near_duplicate"]), tokenizer)
+    p = prepare_dataset(
+        make_cfg(path, val_fraction=0.0, drop=["exact_duplicate", "near_duplicate"]), tokenizer
+    )
     assert len(p.dataset["train"]) == 6
     assert p.report["stats"]["dropped_by_category"] == {"exact_duplicate": 1, "near_duplicate": 1}
 
@@ -82,9 +99,13 @@ def test_too_long_keep_drop_truncate(tokenizer, write_jsonl, make_cfg):
     assert f["count"] == 2 and f["examples"] == [6, 7] and f["action"] == "keep"
     assert f["max_length"] == 64 and f["exact_tokens"]
     assert p.report["stats"]["tokens"]["over_max_length"] == 2
-    p = prepare_dataset(make_cfg(path, val_fraction=0.0, max_length=64, drop=["too_long"]), tokenizer)
+    p = prepare_dataset(
+        make_cfg(path, val_fraction=0.0, max_length=64, drop=["too_long"]), tokenizer
+    )
     assert len(p.dataset["train"]) == 5
-    p = prepare_dataset(make_cfg(path, val_fraction=0.0, max_length=64, drop=["too_long:truncate"]), tokenizer)
+    p = prepare_dataset(
+        make_cfg(path, val_fraction=0.0, max_length=64, drop=["too_long:truncate"]), tokenizer
+    )
     f = _finding(p.report, "too_long")
     assert f["truncated"] == 1
     assert "the prompt alone is too long: dropped" in f["details"]
@@ -100,7 +121,10 @@ def test_control_characters_and_invalid_utf8(tokenizer, tmp_path, make_cfg):
     rows = _rows(4)
     rows[1]["output"] = "bell\x07 and null\x00 here"
     rows[2]["output"] = "lone surrogate \ud800 here"
-    data = "".join(json.dumps(r) + "\n" for r in rows).encode() + b'{"instruction": "caf\xe9", "output": "ok"}\n'
+    data = (
+        "".join(json.dumps(r) + "\n" for r in rows).encode()
+        + b'{"instruction": "caf\xe9", "output": "ok"}\n'
+    )
     path = tmp_path / "ctrl.jsonl"
     path.write_bytes(data)
     p = prepare_dataset(make_cfg(path, val_fraction=0.0), tokenizer)
@@ -145,3 +169,28 @@ def test_parse_drop():
         parse_drop(["dupes"])
     with pytest.raises(DataError, match="cannot be 'truncate'"):
         parse_drop(["exact_duplicate:truncate"])
+
+
+def test_rows_the_chat_template_rejects(fresh_tokenizer, write_jsonl, make_cfg):
+    fresh_tokenizer.chat_template = (
+        "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+        "{{ raise_exception('Conversation roles must alternate user/assistant') }}{% endif %}"
+        "[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+    )
+    ok = {
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    }
+    bad = {
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "user", "content": "Again"},
+            {"role": "assistant", "content": "Yes"},
+        ]
+    }
+    p = prepare_dataset(
+        make_cfg(write_jsonl([ok, bad, ok | {"x": 1}]), val_fraction=0.0), fresh_tokenizer
+    )
+    f = _finding(p.report, "template_error")
+    assert f["count"] == 1 and f["examples"] == [2] and f["forced"]
+    assert "roles must alternate" in next(iter(f["details"]))
+    assert len(p.dataset["train"]) == 2

@@ -50,7 +50,10 @@ def test_json_object_holding_rows(tmp_path):
 def test_json_columns(tmp_path):
     p = tmp_path / "d.json"
     p.write_text(json.dumps({"instruction": ["a", "b"], "output": ["x", "y"]}), encoding="utf-8")
-    assert load_source(p).rows == [{"instruction": "a", "output": "x"}, {"instruction": "b", "output": "y"}]
+    assert load_source(p).rows == [
+        {"instruction": "a", "output": "x"},
+        {"instruction": "b", "output": "y"},
+    ]
 
 
 def test_json_file_that_is_really_jsonl(tmp_path):
@@ -106,9 +109,9 @@ def test_save_to_disk_folders(tmp_path):
 
     Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "one"))
     assert load_source(tmp_path / "one").rows == ROWS
-    DatasetDict({"train": Dataset.from_list(ROWS), "test": Dataset.from_list(ROWS[:1])}).save_to_disk(
-        str(tmp_path / "dict")
-    )
+    DatasetDict(
+        {"train": Dataset.from_list(ROWS), "test": Dataset.from_list(ROWS[:1])}
+    ).save_to_disk(str(tmp_path / "dict"))
     assert load_source(tmp_path / "dict").rows == ROWS
     assert load_source(tmp_path / "dict", split="test").rows == ROWS[:1]
 
@@ -129,7 +132,9 @@ def test_utf16_with_bom(tmp_path):
 
 def test_few_invalid_utf8_lines_are_kept_and_flagged(tmp_path):
     p = tmp_path / "d.jsonl"
-    good = "".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(30))
+    good = "".join(
+        json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(30)
+    )
     bad = b'{"instruction": "caf\xe9", "output": "x"}\n'
     p.write_bytes(good.encode() + bad)
     src = load_source(p)
@@ -144,7 +149,9 @@ def test_few_invalid_utf8_lines_are_kept_and_flagged(tmp_path):
 
 def test_malformed_jsonl_names_file_line_and_column(tmp_path):
     p = tmp_path / "broken.jsonl"
-    p.write_text(json.dumps(ROWS[0]) + "\n" + '{"instruction": "x", "output": }\n', encoding="utf-8")
+    p.write_text(
+        json.dumps(ROWS[0]) + "\n" + '{"instruction": "x", "output": }\n', encoding="utf-8"
+    )
     with pytest.raises(DataError) as ei:
         load_source(p)
     msg = str(ei.value)
@@ -265,3 +272,28 @@ def test_user_file_is_never_modified(write_jsonl):
     before = Path(p).read_bytes()
     load_source(p)
     assert Path(p).read_bytes() == before
+
+
+def test_hub_id_not_reachable_says_offline(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(DataError, match="offline .*cannot be reached.*HF_HUB_OFFLINE=1"):
+        load_source("someone/some-dataset")
+
+
+def test_hub_dataset_from_the_local_cache_when_offline(monkeypatch, tmp_path):
+    """Offline with HF_HUB_OFFLINE set, a dataset already cached still loads (here: a stub)."""
+    import datasets
+
+    calls = {}
+
+    def fake_load_dataset(repo, subset, split):
+        calls["args"] = (repo, subset, split)
+        return datasets.Dataset.from_list(ROWS)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    src = load_source("someone/cached", subset="en", split="test")
+    assert src.rows == ROWS and src.kind == "hub"
+    assert calls["args"] == ("someone/cached", "en", "test")

@@ -80,7 +80,9 @@ def test_text_data_stays_text(tokenizer, tmp_path, make_cfg):
 
 
 def test_objective_the_data_cannot_train_says_why(tokenizer, write_jsonl, make_cfg, alpaca_rows):
-    with pytest.raises(DataError, match=r"cannot train dpo: DPO needs a chosen and a rejected answer"):
+    with pytest.raises(
+        DataError, match=r"cannot train dpo: DPO needs a chosen and a rejected answer"
+    ):
         prepare_dataset(make_cfg(write_jsonl(alpaca_rows(4)), "dpo"), tokenizer)
 
 

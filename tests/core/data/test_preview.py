@@ -51,12 +51,18 @@ def test_pair_and_kto_preview(tokenizer):
     chosen, rejected = preview_example(row, tokenizer)
     assert chosen.part == "chosen" and rejected.part == "rejected"
     assert [s.text for s in chosen.segments if s.trained] == ["Good.<|im_end|>"]
-    (k,) = preview_example({"prompt": row["prompt"], "completion": row["rejected"], "label": False}, tokenizer)
+    (k,) = preview_example(
+        {"prompt": row["prompt"], "completion": row["rejected"], "label": False}, tokenizer
+    )
     assert k.label is False and [s.text for s in k.segments if s.trained] == ["Bad.<|im_end|>"]
 
 
 def test_multi_turn_prompt_in_pairs_trains_only_the_answer(tokenizer):
-    row = {"prompt": CONV[:4], "chosen": [{"role": "assistant", "content": "A"}], "rejected": [{"role": "assistant", "content": "B"}]}
+    row = {
+        "prompt": CONV[:4],
+        "chosen": [{"role": "assistant", "content": "A"}],
+        "rejected": [{"role": "assistant", "content": "B"}],
+    }
     chosen, _ = preview_example(row, tokenizer)
     assert [s.text for s in chosen.segments if s.trained] == ["A<|im_end|>"]
 
@@ -72,7 +78,10 @@ def test_preview_without_tokenizer():
 
 
 def test_training_twins_render_identically(tokenizer):
-    for base, twin in ((CHATML_TEMPLATE, CHATML_TRAINING_TEMPLATE), (LLAMA3_TEMPLATE, LLAMA3_TRAINING_TEMPLATE)):
+    for base, twin in (
+        (CHATML_TEMPLATE, CHATML_TRAINING_TEMPLATE),
+        (LLAMA3_TEMPLATE, LLAMA3_TRAINING_TEMPLATE),
+    ):
         assert training_chat_template(base) == twin
         for agp in (False, True):
             a = Renderer(base, tokenizer).render(CONV, agp)
@@ -80,7 +89,9 @@ def test_training_twins_render_identically(tokenizer):
             assert a == b
     own = training_chat_template(tokenizer)
     assert own is not None and "{% generation %}" in own
-    assert Renderer(own, tokenizer).render(CONV) == tokenizer.apply_chat_template(CONV, tokenize=False)
+    assert Renderer(own, tokenizer).render(CONV) == tokenizer.apply_chat_template(
+        CONV, tokenize=False
+    )
 
 
 def test_trl_assistant_masks_with_the_twin(tokenizer):
@@ -101,3 +112,14 @@ def test_resolve_template():
     c = resolve_chat_template(NoTemplate())
     assert c.name == "chatml" and c.source == "fallback" and "Llama 3" in c.note
     assert resolve_chat_template(NoTemplate(), "llama3").template == LLAMA3_TEMPLATE
+
+
+def test_fast_renderers_match_jinja(tokenizer):
+    from spark_tui.core.data.templates import SMOLLM2_TEMPLATE
+
+    for tmpl in (CHATML_TEMPLATE, LLAMA3_TEMPLATE, SMOLLM2_TEMPLATE, tokenizer.chat_template):
+        r = Renderer(tmpl, tokenizer)
+        assert r._fast is not None, tmpl[:40]
+        for conv in (CONV, CONV[1:], CONV[1:2]):
+            for agp in (False, True):
+                assert r.render(conv, agp) == r._jinja(conv, agp)

@@ -12,7 +12,9 @@ from spark_tui.core.data import DataError, load_source, prepare_dataset
 
 KEYS = ["instruction", "input", "output", "prompt", "completion", "chosen", "rejected", "label",
         "messages", "conversations", "text", "system", "role", "content", "from", "value", "kto_tag"]  # fmt: skip
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=20))
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=20)
+)
 values = st.recursive(
     scalars,
     lambda inner: st.one_of(
@@ -30,8 +32,14 @@ lines = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(content=st.lists(lines, max_size=6), suffix=st.sampled_from([".jsonl", ".json", ".csv", ".txt"]), objective=st.sampled_from(["sft", "dpo", "kto"]))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    content=st.lists(lines, max_size=6),
+    suffix=st.sampled_from([".jsonl", ".json", ".csv", ".txt"]),
+    objective=st.sampled_from(["sft", "dpo", "kto"]),
+)
 def test_random_rows_load_or_raise_data_error(tmp_path_factory, content, suffix, objective):
     path = tmp_path_factory.mktemp("prop") / f"data{suffix}"
     path.write_text("\n".join(content), encoding="utf-8", errors="surrogatepass")
@@ -48,7 +56,13 @@ def test_random_rows_load_or_raise_data_error(tmp_path_factory, content, suffix,
 
 
 @settings(max_examples=40, deadline=None)
-@given(data=st.lists(rows, min_size=1, max_size=6), objective=st.sampled_from(["sft", "dpo", "kto", "orpo"]), fmt=st.sampled_from(["auto", "alpaca", "messages", "preference", "kto", "text", "sharegpt", "prompt_completion"]))
+@given(
+    data=st.lists(rows, min_size=1, max_size=6),
+    objective=st.sampled_from(["sft", "dpo", "kto", "orpo"]),
+    fmt=st.sampled_from(
+        ["auto", "alpaca", "messages", "preference", "kto", "text", "sharegpt", "prompt_completion"]
+    ),
+)
 def test_random_structured_rows(data, objective, fmt):
     from spark_tui.core.data.loaders import Source
 

@@ -227,6 +227,15 @@ def train_sentencepiece(prefix: Path, vocab_size: int = 400) -> Path:
     return prefix.with_suffix(".model")
 
 
+def _set_tokenizer_config(folder: Path, **values) -> None:
+    import json
+
+    path = folder / "tokenizer_config.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.update(values)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
 @pytest.fixture(scope="session")
 def spm_dir(tmp_path_factory) -> Path:
     import shutil
@@ -239,7 +248,9 @@ def spm_dir(tmp_path_factory) -> Path:
     tokdir = work / "tok"
     tokdir.mkdir()
     shutil.copy(sp_model, tokdir / "tokenizer.model")
-    hf_tok = LlamaTokenizer.from_pretrained(str(tokdir))
+    # legacy=True: a space prefix after special tokens too, as Llama 2's tokenizer (and
+    # llama.cpp's SentencePiece tokenizer) do.
+    hf_tok = LlamaTokenizer.from_pretrained(str(tokdir), legacy=True)
     hf_tok.chat_template = LLAMA2_TEMPLATE
     out = work / "model"
     torch.manual_seed(0)
@@ -260,6 +271,7 @@ def spm_dir(tmp_path_factory) -> Path:
     _random_init(model)
     model.save_pretrained(out)
     hf_tok.save_pretrained(out)
+    _set_tokenizer_config(out, legacy=True)  # transformers 5 does not save the flag
     # Llama 2 repos ship the SentencePiece model next to tokenizer.json.
     shutil.copy(sp_model, out / "tokenizer.model")
     return out
@@ -277,3 +289,30 @@ def default_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def llama_cpp():
     return pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+
+
+def _export(model_dir: Path, out: Path, types: list[str], logit_prompts: int | None = None):
+    from spark_tui.core.export.pipeline import export_model
+
+    return export_model(
+        model_dir, out, types, hf_answer=False, max_new_tokens=8, logit_prompts=logit_prompts
+    )
+
+
+@pytest.fixture(scope="session")
+def llama3_export(llama3_dir, llama_cpp, tmp_path_factory):
+    """The tiny Llama 3 model exported to f16, q8_0 and q4_k_m, each verified."""
+    return _export(llama3_dir, tmp_path_factory.mktemp("llama3-gguf"), ["f16", "q8_0", "q4_k_m"])
+
+
+@pytest.fixture(scope="session")
+def default_export(default_model_dir, llama_cpp, tmp_path_factory):
+    """The bundled default model (SmolLM2-135M-Instruct) exported to f16, q8_0 and q4_k_m."""
+    # One prompt for the logit comparisons: this llama.cpp build is portable (no AVX), and a
+    # 135M model's 49k-wide output layer is slow there; tokenization still checks every prompt.
+    return _export(
+        default_model_dir,
+        tmp_path_factory.mktemp("default-gguf"),
+        ["f16", "q8_0", "q4_k_m"],
+        logit_prompts=1,
+    )

@@ -237,7 +237,9 @@ def _eval(expr: list, sc: _Scope) -> Any:
         if head == "len":
             return len(vals[0])
         if head == "slice":
-            return vals[0][slice(*vals[1:])]
+            lo = vals[1] if len(vals) > 1 else None
+            hi = vals[2] if len(vals) > 2 else None
+            return vals[0][lo:hi]
     if len(expr) != 1:
         raise ValueError(f"cannot call {head!r}")
     return _atom(head, sc) if kind == "atom" else _eval(head, sc)

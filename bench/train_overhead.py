@@ -1,0 +1,191 @@
+"""Does our training process cost anything?  Same config: our engine vs a plain TRL script.
+
+    .venv/bin/python bench/train_overhead.py [--steps 30] [--rounds 2]
+
+Both sides train the default model with LoRA SFT on the same prepared dataset,
+in fresh subprocesses, alternating (ours, plain, ours, plain, ...) so that a
+change in machine load hits both alike:
+
+- ours:  `python -m spark_tui.core.train_process RUN_DIR` — the real detached
+  trainer: run lock, output redirection, status heartbeat, metrics.jsonl,
+  stop/NaN guards, checkpoints;
+- plain: a TRL script a user would write (SFTTrainer + LoraConfig with the same
+  hyperparameters, the same chat template and assistant-only loss), no callbacks.
+
+Throughput = non-padding tokens trained / the trainer's `train_runtime` (model
+loading and data preparation excluded on both sides).  Prints each round and
+the ratio ours/plain of the medians; the target is >= 0.97.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_config(steps: int):
+    from spark_tui.config import RunConfig
+
+    cfg = RunConfig(name="bench-overhead")
+    cfg.train.max_steps = steps
+    cfg.train.save_steps = 1000  # neither side checkpoints mid-run
+    cfg.data.val_fraction = 0.0
+    cfg.train.eval_steps = 0
+    return cfg
+
+
+def plain_trl(data_dir: str, steps: int, out: str) -> None:
+    """The plain TRL side (runs in its own subprocess)."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    import datasets
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from spark_tui.core.data import training_chat_template
+    from spark_tui.core.models import ensure_default_model
+
+    cfg = make_config(steps)
+    path = ensure_default_model()
+    tok = AutoTokenizer.from_pretrained(path)
+    twin = training_chat_template(tok)
+    if twin:
+        tok.chat_template = twin
+    ds = datasets.load_from_disk(data_dir)["train"]
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    t = cfg.train
+    args = SFTConfig(
+        output_dir=tempfile.mkdtemp(prefix="plain-trl-"),
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,
+        per_device_train_batch_size=t.micro_batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        gradient_checkpointing=t.gradient_checkpointing,
+        bf16=False,
+        use_cpu=not torch.cuda.is_available(),
+        logging_steps=t.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        seed=t.seed,
+        data_seed=t.seed,
+        max_length=cfg.data.max_length,
+        assistant_only_loss=bool(twin),
+    )
+    peft_cfg = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_cfg
+    )
+    result = trainer.train()
+    tokens = max(
+        (h.get("num_tokens", 0) for h in trainer.state.log_history if "num_tokens" in h), default=0
+    )
+    Path(out).write_text(
+        json.dumps({"tokens": tokens, "runtime": result.metrics["train_runtime"]}),
+        encoding="utf-8",
+    )
+
+
+def run_ours(cfg, env) -> dict:
+    from spark_tui.core.runs import create_run
+
+    run = create_run(cfg)
+    subprocess.run(
+        [sys.executable, "-m", "spark_tui.core.train_process", str(run.path)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    st = run.status()
+    if st.get("state") != "finished":
+        raise SystemExit(f"our run failed: {st.get('error')} (see {run.log_path})")
+    tokens = max((m.get("tokens_seen", 0) for m in run.metrics()), default=0)
+    return {"tokens": tokens, "runtime": st["summary"]["train_runtime"], "run": run}
+
+
+def run_plain(data_dir: Path, steps: int, env) -> dict:
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
+    subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--plain",
+            str(data_dir),
+            "--steps",
+            str(steps),
+            "--out",
+            str(out),
+        ],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return json.loads(out.read_text())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--plain", metavar="DATA_DIR", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.plain:
+        plain_trl(args.plain, args.steps, args.out)
+        return 0
+
+    home = Path(tempfile.mkdtemp(prefix="spark-bench-"))
+    env = dict(os.environ, SPARK_TUI_HOME=str(home), PYTHONPATH=str(ROOT))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the same setting start_training uses
+    os.environ["SPARK_TUI_HOME"] = str(home)
+    cfg = make_config(args.steps)
+
+    # One warm-up of our side prepares the data that the plain side then reuses.
+    print(f"steps per run: {args.steps}; rounds: {args.rounds}; home: {home}", flush=True)
+    warm = run_ours(cfg, env)
+    data_dir = warm["run"].data_dir
+    ours: list[float] = []
+    plain: list[float] = []
+    for i in range(args.rounds):
+        for side in ("ours", "plain") if i % 2 == 0 else ("plain", "ours"):
+            t0 = time.time()
+            r = run_ours(cfg, env) if side == "ours" else run_plain(data_dir, args.steps, env)
+            tps = r["tokens"] / r["runtime"]
+            (ours if side == "ours" else plain).append(tps)
+            print(
+                f"round {i + 1} {side:5}: {r['tokens']} tokens in {r['runtime']:.1f} s "
+                f"train time = {tps:.1f} tokens/s (wall {time.time() - t0:.0f} s)",
+                flush=True,
+            )
+    mo, mp = statistics.median(ours), statistics.median(plain)
+    ratio = mo / mp
+    print(f"ours  {mo:.1f} tokens/s (median of {len(ours)})")
+    print(f"plain {mp:.1f} tokens/s (median of {len(plain)})")
+    print(
+        f"ratio ours/plain = {ratio:.3f} (target >= 0.97): {'OK' if ratio >= 0.97 else 'BELOW TARGET'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""`spark-tui handoff RUN`: write LLaMA-Factory and Axolotl configs equivalent to a run."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "handoff",
+        help="export a run as LLaMA-Factory and Axolotl YAML (for bigger clusters)",
+    )
+    p.add_argument("run", help="run id or folder")
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from spark_tui.core.handoff import write_run_handoff
+    from spark_tui.core.runs import resolve_run
+
+    files = write_run_handoff(resolve_run(args.run).path)
+    print(f"LLaMA-Factory: {files.llamafactory_yaml} (+ {files.llamafactory_dataset_info.name})")
+    print(f"Axolotl:       {files.axolotl_yaml}")
+    if files.data_file:
+        print(f"Data:          {files.data_file}")
+    else:
+        print("Data:          not prepared yet (train the run first, or point the YAML at your file)")
+    return 0

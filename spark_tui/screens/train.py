@@ -1,0 +1,236 @@
+"""Train step: a live window onto the training process (which keeps running without us).
+
+The App's follow worker tails the run folder and calls `on_follow_update`; this
+screen only draws.  Stop / Kill / Resume / Detach act on the process through
+`spark_tui.core.process`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import ProgressBar, RichLog, Static
+
+from spark_tui.core import runs
+from spark_tui.core.errors import SparkError
+from spark_tui.screens.base import StepScreen
+from spark_tui.widgets.charts import LossChart, MetricChart
+
+PREFERENCE_KEYS = ("rewards/margins", "rewards/accuracies")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    s = int(seconds)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def status_line(st: dict[str, Any], metrics: list[dict[str, Any]]) -> str:
+    state = st.get("state", "new")
+    step, total = st.get("step", 0) or 0, st.get("total_steps", 0) or 0
+    train = [m for m in metrics if m.get("loss") is not None]
+    last = train[-1] if train else {}
+    parts = [f"[b]{state}[/b]", f"step {step}/{total or '?'}"]
+    if last.get("loss") is not None:
+        parts.append(f"loss {last['loss']:.4f}")
+    if last.get("learning_rate") is not None:
+        parts.append(f"lr {last['learning_rate']:.2e}")
+    if last.get("tokens_per_s"):
+        parts.append(f"{last['tokens_per_s']:.0f} tok/s")
+    parts.append(f"elapsed {fmt_duration(st.get('elapsed_s'))}")
+    if state in runs.ACTIVE_STATES:
+        parts.append(f"ETA {fmt_duration(st.get('eta_s'))}")
+    return " · ".join(parts)
+
+
+class TrainScreen(StepScreen):
+    STEP = "train"
+    BINDINGS = [
+        *StepScreen.BINDINGS,
+        Binding("s", "stop_run", "Stop"),
+        Binding("K", "kill_run", "Kill"),
+        Binding("r", "resume_run", "Resume"),
+        Binding("d", "detach", "Detach"),
+    ]
+
+    DEFAULT_CSS = """
+    TrainScreen #train-status { height: 1; }
+    TrainScreen #train-progress { height: 1; }
+    TrainScreen #train-charts { height: 1fr; min-height: 8; }
+    TrainScreen #loss-chart { width: 2fr; }
+    TrainScreen #side-charts { width: 1fr; }
+    TrainScreen #train-message { height: auto; max-height: 3; }
+    TrainScreen #train-message.failed { color: $error; }
+    TrainScreen #train-log { height: 4; border-top: solid $panel; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = "new"
+        self.metrics: list[dict[str, Any]] = []
+        self.updates = 0
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("Waiting for the training process…", id="train-status")
+        yield ProgressBar(total=None, show_eta=False, id="train-progress")
+        with Horizontal(id="train-charts"):
+            yield LossChart(id="loss-chart")
+            with Vertical(id="side-charts"):
+                yield MetricChart(title="learning rate", id="lr-chart")
+                yield MetricChart(title="grad norm", id="side-chart")
+        yield from self.compose_gauges()
+        yield Static("", id="train-message")
+        yield RichLog(id="train-log", max_lines=500, wrap=False, markup=False)
+
+    def compose_gauges(self) -> ComposeResult:
+        try:
+            from spark_tui.widgets.gauges import MemoryGauges
+        except ImportError:
+            return
+        yield MemoryGauges(id="gauges", compact=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#next").label = "Evaluate ▶"
+        run = self.app.current_run
+        if run is not None:
+            self.sub_title = run.id
+            self.app.follow_run(run)
+
+    # -- following ----------------------------------------------------------
+    def on_follow_update(self, up: Any, all_metrics: list[dict[str, Any]]) -> None:
+        self.updates += 1
+        self.metrics = all_metrics
+        st = up.status
+        self.state = st.get("state", "new")
+        self.query_one("#train-status", Static).update(status_line(st, all_metrics))
+        bar = self.query_one("#train-progress", ProgressBar)
+        total = st.get("total_steps") or None
+        bar.update(total=total, progress=st.get("step", 0) or 0)
+        if up.metrics or up.reset:
+            self._draw_charts()
+        if up.log:
+            log = self.query_one("#train-log", RichLog)
+            for line in up.log.splitlines():
+                if line.strip():
+                    log.write(line[-400:])
+        msg = self.query_one("#train-message", Static)
+        if self.state in ("failed", "died"):
+            msg.set_classes("failed")
+            text = st.get("error") or ("The training process stopped without a word." if self.state == "died" else "")
+            advice = st.get("advice")
+            if isinstance(advice, list):
+                advice = " · ".join(advice)
+            msg.update(f"{text}\n{advice or ''}\nPress r to resume from the last checkpoint.".strip())
+        elif self.state == "stopped":
+            msg.set_classes("")
+            msg.update("Stopped with a checkpoint. Press r to resume, or Next to evaluate what was saved.")
+        elif self.state == "finished":
+            msg.set_classes("")
+            msg.update(f"Finished: {st.get('output', '')}. Next ▶ evaluates it.")
+        else:
+            msg.update("")
+        self.refresh_nav()
+
+    def _draw_charts(self) -> None:
+        train = [(m["step"], m["loss"]) for m in self.metrics if m.get("loss") is not None and m.get("kind") != "eval"]
+        evals = [(m["step"], m["eval_loss"]) for m in self.metrics if m.get("eval_loss") is not None]
+        self.query_one("#loss-chart", LossChart).set_losses(train, evals)
+        lr = [(m["step"], m["learning_rate"]) for m in self.metrics if m.get("learning_rate") is not None]
+        self.query_one("#lr-chart", MetricChart).set_series(
+            [("lr", [p[0] for p in lr], [p[1] for p in lr])]
+        )
+        side = self.query_one("#side-chart", MetricChart)
+        margins = [(m["step"], m["rewards/margins"]) for m in self.metrics if m.get("rewards/margins") is not None]
+        if margins:
+            side.title = "reward margin"
+            acc = [(m["step"], m["rewards/accuracies"]) for m in self.metrics if m.get("rewards/accuracies") is not None]
+            side.set_series([
+                ("margin", [p[0] for p in margins], [p[1] for p in margins]),
+                ("accuracy", [p[0] for p in acc], [p[1] for p in acc]),
+            ])
+        else:
+            gn = [(m["step"], m["grad_norm"]) for m in self.metrics if m.get("grad_norm") is not None]
+            side.set_series([("grad norm", [p[0] for p in gn], [p[1] for p in gn])])
+
+    # -- controls -------------------------------------------------------------
+    def _run(self) -> runs.Run | None:
+        return self.app.current_run
+
+    def action_stop_run(self) -> None:
+        from spark_tui.core import process
+
+        run = self._run()
+        if run and process.stop_training(run):
+            self.notify("Stopping after this step; a checkpoint will be saved.", title="Stop")
+        else:
+            self.notify("No training process is running.", title="Stop")
+
+    def action_kill_run(self) -> None:
+        from spark_tui.core import process
+        from spark_tui.screens.confirm import ConfirmScreen
+
+        run = self._run()
+        if run is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and process.kill_training(run):
+                self.notify("Killed. Resume continues from the last checkpoint.", title="Kill")
+
+        self.app.push_screen(
+            ConfirmScreen("Kill the training process now? Progress since the last checkpoint is lost.",
+                          yes="Kill", no="Cancel"),
+            answered,
+        )
+
+    def action_resume_run(self) -> None:
+        from spark_tui.core import process
+
+        run = self._run()
+        if run is None:
+            return
+        try:
+            process.resume_training(run)
+        except SparkError as exc:
+            self.notify(str(exc), severity="warning", title="Resume")
+            return
+        self.notify("Resuming from the latest checkpoint.", title="Resume")
+        self.app.follow_run(run)
+
+    def action_detach(self) -> None:
+        """Back to the welcome screen; the run goes on in its own process."""
+        self.app.stop_following()
+        from spark_tui.screens.welcome import WelcomeScreen
+
+        while len(self.app.screen_stack) > 1 and not isinstance(self.app.screen, WelcomeScreen):
+            self.app.pop_screen()
+        self.app.notify("Training continues in the background; open it again from Runs.", title="Detached")
+
+    def action_back(self) -> None:
+        # Going back while the run trains would invite editing a running config.
+        if self.state in runs.ACTIVE_STATES:
+            self.notify("Training is running: d detaches, s stops.", title="Back")
+            return
+        super().action_back()
+
+    def validate_step(self) -> tuple[bool, str]:
+        run = self._run()
+        if run is None:
+            return False, "No run."
+        if self.state in runs.ACTIVE_STATES or self.state == "new":
+            return False, "Training…"
+        if not run.output_dir.exists() and run.latest_checkpoint() is None:
+            return False, "Nothing saved yet to evaluate."
+        return True, ""
+
+
+def _now() -> float:  # pragma: no cover - tiny helper for tests to patch
+    return time.time()

@@ -1,0 +1,296 @@
+"""Modelfile TEMPLATEs render exactly what the model's jinja chat template renders.
+
+For each family a real-world jinja template is rendered by
+`tokenizer.apply_chat_template`, and our Go TEMPLATE is rendered by a small Go
+template renderer (gotemplate.py) the way Ollama's chat endpoint fills it.  The
+BOS token is stripped from the jinja text: llama.cpp adds it when tokenizing.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CHATML_TEMPLATE, LLAMA2_TEMPLATE, LLAMA3_TEMPLATE
+from gotemplate import ollama_render, render
+
+from spark_tui.core.errors import SparkError
+from spark_tui.core.export.modelfile import (
+    FAMILIES,
+    build_modelfile,
+    detect_family,
+    supports_safetensors_import,
+)
+
+SMOLLM2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+    "Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+QWEN25_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + "
+    "messages[0]['content'] + '<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>system\\nYou are "
+    "Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}{%- endif %}"
+    '{%- for message in messages %}{%- if (message.role == "user") or (message.role == '
+    '"system" and not loop.first) or (message.role == "assistant") %}{{- \'<|im_start|>\' + '
+    "message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+LLAMA31_TEMPLATE = r"""{{- bos_token }}
+{%- if custom_tools is defined %}
+    {%- set tools = custom_tools %}
+{%- endif %}
+{%- if not tools_in_user_message is defined %}
+    {%- set tools_in_user_message = true %}
+{%- endif %}
+{%- if not date_string is defined %}
+    {%- set date_string = "26 Jul 2024" %}
+{%- endif %}
+{%- if not tools is defined %}
+    {%- set tools = none %}
+{%- endif %}
+
+{#- This block extracts the system message, so we can slot it into the right place. #}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+
+{#- System message + builtin tools #}
+{{- "<|start_header_id|>system<|end_header_id|>
+
+" }}
+{%- if builtin_tools is defined or tools is not none %}
+    {{- "Environment: ipython
+" }}
+{%- endif %}
+{{- "Cutting Knowledge Date: December 2023
+" }}
+{{- "Today Date: " + date_string + "
+
+" }}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+
+{%- for message in messages %}
+    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}
+        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>
+
+'+ message['content'] | trim + '<|eot_id|>' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>
+
+' }}
+{%- endif %}
+"""
+MISTRAL_V1_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != "
+    "(loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
+    "user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}"
+    "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant "
+    "roles are supported!') }}{% endif %}{% endfor %}"
+)
+MISTRAL_V3_TEMPLATE = """{%- if messages[0]["role"] == "system" %}
+    {%- set system_message = messages[0]["content"] %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+{{- bos_token }}
+{%- for message in loop_messages %}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
+        {{- raise_exception('After the optional system message, conversation roles must alternate user/assistant/user/assistant/...') }}
+    {%- endif %}
+    {%- if message['role'] == 'user' %}
+        {%- if loop.last and system_message is defined %}
+            {{- '[INST] ' + system_message + '\\n\\n' + message['content'] + '[/INST]' }}
+        {%- else %}
+            {{- '[INST] ' + message['content'] + '[/INST]' }}
+        {%- endif %}
+    {%- elif message['role'] == 'assistant' %}
+        {{- ' ' + message['content'] + eos_token}}
+    {%- else %}
+        {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}
+    {%- endif %}
+{%- endfor %}
+"""
+GEMMA3_TEMPLATE = """{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- endif -%}
+    {{ '<end_of_turn>\\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\\n'}}
+{%- endif -%}
+"""
+PHI3_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\\n' + "
+    "message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\\n' + "
+    "message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'assistant' %}"
+    "{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+ZEPHYR_TEMPLATE = (
+    "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + "
+    "message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n"
+    "{{ '<|system|>\n' + message['content'] + eos_token }}\n{% elif message['role'] == "
+    "'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n"
+    "{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n"
+    "{% endfor %}"
+)
+
+# (case id, jinja, bos, eos, expected family, whether the jinja accepts a system message)
+CASES = [
+    ("chatml", CHATML_TEMPLATE, None, "<|im_end|>", "chatml", True),
+    ("smollm2", SMOLLM2_TEMPLATE, "<|im_start|>", "<|im_end|>", "chatml", True),
+    ("qwen2.5", QWEN25_TEMPLATE, None, "<|im_end|>", "chatml", True),
+    ("llama3", LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>", "llama3", True),
+    ("llama3.1", LLAMA31_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>", "llama3.1", True),
+    ("llama2", LLAMA2_TEMPLATE, "<s>", "</s>", "llama2", True),
+    ("mistral-v0.1", MISTRAL_V1_TEMPLATE, "<s>", "</s>", "mistral", False),
+    ("mistral-v0.3", MISTRAL_V3_TEMPLATE, "<s>", "</s>", "mistral-v3", True),
+    ("gemma3", GEMMA3_TEMPLATE, "<bos>", "<eos>", "gemma", True),
+    ("phi3", PHI3_TEMPLATE, "<s>", "<|endoftext|>", "phi3", True),
+    ("zephyr", ZEPHYR_TEMPLATE, "<s>", "</s>", "zephyr", True),
+]
+
+TWO_TURNS = [
+    {"role": "user", "content": "Hi there"},
+    {"role": "assistant", "content": "Hello! How can I help?"},
+    {"role": "user", "content": "What is 2+2?"},
+]
+SYSTEM = "You are a terse assistant."
+
+
+def make_tokenizer(jinja: str, bos: str | None, eos: str):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, eos: 1}
+    if bos:
+        vocab[bos] = 2
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="[UNK]")),
+        bos_token=bos,
+        eos_token=eos,
+        unk_token="[UNK]",
+    )
+    tok.chat_template = jinja
+    return tok
+
+
+def jinja_render(tok, messages) -> str:
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if tok.bos_token and "bos_token" in tok.chat_template and text.startswith(tok.bos_token):
+        text = text[len(tok.bos_token) :]  # the template writes BOS; llama.cpp adds it itself
+    return text
+
+
+@pytest.mark.parametrize("case,jinja,bos,eos,family,system_ok", CASES, ids=[c[0] for c in CASES])
+def test_template_renders_like_jinja(case, jinja, bos, eos, family, system_ok):
+    tok = make_tokenizer(jinja, bos, eos)
+    mf = build_modelfile("./model-q4_k_m.gguf", tok)
+    assert mf.family == family
+    conversations = [TWO_TURNS]
+    if system_ok:
+        conversations.append([{"role": "system", "content": SYSTEM}, *TWO_TURNS])
+    for conv in conversations:
+        want = jinja_render(tok, conv)
+        got = ollama_render(mf.template, conv, system=mf.system)
+        assert got == want, f"{case}: Go template differs from jinja\n{got!r}\n{want!r}"
+    for stop in FAMILIES[family].stops:
+        assert stop in mf.stops
+    assert eos in mf.stops
+
+
+def test_default_system_prompt_is_carried():
+    tok = make_tokenizer(SMOLLM2_TEMPLATE, "<|im_start|>", "<|im_end|>")
+    mf = build_modelfile("./m.gguf", tok)
+    assert mf.system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    mf2 = build_modelfile("./m.gguf", tok, system="Answer in French.")
+    assert mf2.system == "Answer in French."
+    # Ollama puts the Modelfile SYSTEM in front when the chat has none
+    got = ollama_render(mf2.template, TWO_TURNS, system=mf2.system)
+    want = jinja_render(tok, [{"role": "system", "content": "Answer in French."}, *TWO_TURNS])
+    assert got == want
+
+
+def test_default_model_template(default_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(default_model_dir)
+    mf = build_modelfile("./m.gguf", tok, num_ctx=2048)
+    assert mf.family == "chatml" and "<|im_end|>" in mf.stops
+    assert ollama_render(mf.template, TWO_TURNS, system=mf.system) == jinja_render(tok, TWO_TURNS)
+
+
+def test_modelfile_text():
+    tok = make_tokenizer(LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>")
+    mf = build_modelfile("./gguf/run-q4_k_m.gguf", tok, system='Say "hi".', num_ctx=2048)
+    text = mf.text()
+    assert text.startswith("FROM ./gguf/run-q4_k_m.gguf\n")
+    assert 'TEMPLATE """' + mf.template + '"""' in text
+    assert 'SYSTEM """Say "hi"."""' in text
+    assert 'PARAMETER stop "<|eot_id|>"' in text
+    assert 'PARAMETER stop "<|start_header_id|>"' in text
+    assert "PARAMETER num_ctx 2048" in text
+    assert mf.api_parameters()["stop"] == mf.stops and mf.api_parameters()["num_ctx"] == 2048
+
+
+def test_unknown_or_missing_template_is_explained():
+    with pytest.raises(SparkError, match="no chat template"):
+        detect_family(None)
+    with pytest.raises(SparkError, match="chatml"):
+        detect_family("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+
+
+def test_safetensors_import_support():
+    assert supports_safetensors_import({"architectures": ["LlamaForCausalLM"]})
+    assert supports_safetensors_import({"architectures": ["Qwen2ForCausalLM"]})
+    assert not supports_safetensors_import({"architectures": ["MistralForCausalLM"]})
+
+
+def test_go_renderer_subset():
+    tpl = '{{- $n := 0 }}{{ range $i, $m := .Messages }}{{ if eq $m.Role "user" }}U{{ $i }}{{ else }}A{{ end }}{{- end }} {{ len .Messages }}'
+    assert render(tpl, {"Messages": [{"Role": "user"}, {"Role": "assistant"}]}) == "U0A 2"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["CHATML_TEMPLATE", "LLAMA3_TEMPLATE", "CHATML_TRAINING_TEMPLATE", "LLAMA3_TRAINING_TEMPLATE"],
+)
+def test_project_templates_translate(name):
+    """The templates the data step puts on tokenizers (model.chat_template) map exactly."""
+    data = pytest.importorskip("spark_tui.core.data")
+    jinja = getattr(data, name, None)
+    if jinja is None:
+        pytest.skip(f"spark_tui.core.data has no {name}")
+    bos, eos = ("<|begin_of_text|>", "<|eot_id|>") if "LLAMA3" in name else (None, "<|im_end|>")
+    tok = make_tokenizer(jinja, bos, eos)
+    mf = build_modelfile("./m.gguf", tok)
+    for conv in (TWO_TURNS, [{"role": "system", "content": SYSTEM}, *TWO_TURNS]):
+        assert ollama_render(mf.template, conv, system=mf.system) == jinja_render(tok, conv)

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from spark_tui.commands.train import build_config
+from spark_tui.config import RunConfig
+from spark_tui.core.cli_equiv import train_command, train_command_text
+
+
+def _parse(argv):
+    from spark_tui.cli import build_parser
+
+    return build_parser().parse_args(argv[1:])
+
+
+def test_equivalent_command_rebuilds_the_same_config():
+    cfg = RunConfig(name="x")
+    cfg.model.id = "default"
+    cfg.method.objective = "dpo"
+    cfg.method.adapter = "qlora"
+    cfg.lora.r = 8
+    cfg.lora.target_modules = "q_proj,v_proj"
+    cfg.train.max_steps = 12
+    cfg.train.packing = True
+    cfg.data.system_prompt = 'You are "Sparky".'
+    cfg.preference.beta = 0.2
+    argv = train_command(cfg)
+    assert argv[:2] == ["spark-tui", "train"]
+    assert "--method" in argv and argv[argv.index("--method") + 1] == "qlora"
+    rebuilt = build_config(_parse(argv))
+    rebuilt.name = cfg.name
+    assert rebuilt == cfg
+    assert "Sparky" in train_command_text(cfg)
+
+
+def test_dora_flag():
+    cfg = RunConfig()
+    cfg.method.use_dora = True
+    argv = train_command(cfg)
+    assert argv[argv.index("--method") + 1] == "dora"
+    assert build_config(_parse(argv)).method.use_dora
