@@ -257,6 +257,25 @@ def _warmup(arch: Architecture, method: str, checkpointing: bool) -> None:
     del m, opt
 
 
+def _detach_from_checkpoint(model) -> None:
+    """Copy parameters out of the mmap'd safetensors file.
+
+    transformers keeps the checkpoint mapped after loading (zero-copy CPU tensors;
+    after a 4-bit load the whole fp32 file stays mapped because the 16-bit
+    embeddings are views into it).  Those are clean file pages the kernel can
+    reclaim like page cache, so the estimator does not count them; copying the
+    parameters into ordinary memory and dropping the mapping makes RSS measure
+    only what cannot be reclaimed.
+    """
+    for module in model.modules():
+        for _name, p in list(module.named_parameters(recurse=False)):
+            if type(p).__name__ != "Params4bit":
+                p.data = p.data.clone()
+        for name, b in list(module.named_buffers(recurse=False)):
+            if b is not None:
+                setattr(module, name, b.clone())
+
+
 def _hf_config(arch: Architecture):
     from transformers import AutoConfig
 
@@ -320,6 +339,8 @@ def child(case: Case, device: str, model_dir: str | None, steps: int) -> dict:
         if case.method == "lora":
             model.to(torch.bfloat16)
     model.config.use_cache = False
+    if not cuda:
+        _detach_from_checkpoint(model)
     if case.checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     add_fused_lm_head(model)

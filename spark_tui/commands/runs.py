@@ -139,4 +139,7 @@ def handle_attach(args: argparse.Namespace) -> int:
     from spark_tui.core.runs import resolve_run
 
     run = resolve_run(args.run)
+    if run.status().get("state", "new") == "new":
+        print(f"run {run.id} has not been started; `spark-tui resume {run.id}` starts it")
+        return 1
     return follow(run, Console())

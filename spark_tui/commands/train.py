@@ -226,7 +226,6 @@ def _follow_rich(follower: Any, console: Any) -> dict[str, Any]:
         MofNCompleteColumn,
         Progress,
         TextColumn,
-        TimeElapsedColumn,
     )
 
     final: dict[str, Any] = {}
@@ -237,11 +236,13 @@ def _follow_rich(follower: Any, console: Any) -> dict[str, Any]:
         TextColumn("loss {task.fields[loss]}"),
         TextColumn("{task.fields[tps]}"),
         TextColumn("ETA {task.fields[eta]}"),
-        TimeElapsedColumn(),
+        TextColumn("[yellow]{task.fields[elapsed]}[/]"),
         console=console,
         transient=False,
     ) as prog:
-        task = prog.add_task("train", total=None, state="starting", loss="-", tps="", eta="--:--")
+        task = prog.add_task(
+            "train", total=None, state="starting", loss="-", tps="", eta="--:--", elapsed=""
+        )
         for up in follower:
             st = up.status
             for m in up.metrics:
@@ -263,6 +264,7 @@ def _follow_rich(follower: Any, console: Any) -> dict[str, Any]:
                 loss=f"{loss:.4f}" if isinstance(loss, (int, float)) else (loss or "-"),
                 tps=f"{last['tokens_per_s']:.0f} tok/s" if last.get("tokens_per_s") else "",
                 eta=_fmt_eta(st.get("eta_s")),
+                elapsed=_fmt_eta(st.get("elapsed_s")) if st.get("elapsed_s") else "",
             )
             final = st
     return final

@@ -89,12 +89,12 @@ def start_training(
     if not run.config_path.exists():
         raise RunError(f"{run.path} has no run.toml; create the run first")
     if is_locked(run):
-        raise RunError(f"run {run.id} is already training; `spark-tui attach {run.id}` follows it")
-    st = run.status()
-    if st.get("state") in ACTIVE_STATES:
-        # The lock is free but the status says active: a previous trainer died
-        # before writing its state.  Treat it as died and go on.
-        pass
+        # A trainer that was just killed can hold its lock a moment longer than it
+        # shows as dead (its threads are still being torn down): wait for that.
+        if run.status().get("state") in ACTIVE_STATES or not _wait_unlocked(run, 15.0):
+            raise RunError(
+                f"run {run.id} is already training; `spark-tui attach {run.id}` follows it"
+            )
     try:
         (run.path / STOP_FILE).unlink()
     except FileNotFoundError:
@@ -195,10 +195,21 @@ def kill_training(run: Run | str | Path) -> bool:
     pid = st.get("pid")
     killed = _signal_trainer(run, signal.SIGKILL, group=True)
     if killed and pid:
-        deadline = time.time() + 5
+        deadline = time.time() + 10
         while time.time() < deadline and pid_alive(int(pid), st.get("pid_start")):
             time.sleep(0.05)
+        _wait_unlocked(run, max(0.0, deadline - time.time()))
     return killed
+
+
+def _wait_unlocked(run: Run, timeout: float) -> bool:
+    """Wait until no process holds the run's lock; True if it is free."""
+    deadline = time.time() + timeout
+    while is_locked(run):
+        if time.time() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 stop = stop_training

@@ -76,7 +76,7 @@ METRIC_KEYS = {
     "rewards/rejected": "preference objectives: mean reward of the rejected answers",
     "rewards/margins": "preference objectives: chosen - rejected reward",
     "rewards/accuracies": "preference objectives: fraction of pairs ranked right",
-    "nonfinite": "{key: \"nan\" | \"inf\" | \"-inf\"} for values written as null (NaN guard)",
+    "nonfinite": '{key: "nan" | "inf" | "-inf"} for values written as null (NaN guard)',
 }
 PREFERENCE_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 # Trainer bookkeeping that is not a per-step metric.
@@ -746,6 +746,13 @@ def _quiet_libraries() -> None:
         datasets.disable_progress_bars()
 
 
+def _phase(status: StatusWriter, control: StopControl, phase: str) -> None:
+    """Enter a preparation phase; a stop requested meanwhile (stop file) ends the run here."""
+    if control.check():
+        raise StopRequested(control.reason)
+    status.update(phase=phase)
+
+
 def _train(
     run: Run,
     cfg: RunConfig,
@@ -771,11 +778,11 @@ def _train(
     log.info("device %s (%s), precision %s", hw.device, hw.name, precision)
     transformers.set_seed(cfg.train.seed)
 
-    status.update(phase="loading tokenizer")
+    _phase(status, control, "loading tokenizer")
     model_path = resolve_model_path(cfg.model.id)
     tok = load_tokenizer(cfg, model_path)
 
-    status.update(phase="preparing data")
+    _phase(status, control, "preparing data")
     prepared = _prepare_data(cfg, tok, run, status)
     train_ds = _split(prepared.dataset, "train")
     eval_ds = _split(prepared.dataset, "validation")
@@ -816,7 +823,7 @@ def _train(
         else:
             log.info("no assistant-only twin of this chat template: loss on the whole conversation")
 
-    status.update(phase="loading model")
+    _phase(status, control, "loading model")
     model = load_model(cfg, model_path, tok, hw, precision)
 
     status_cb, metrics_cb, adalora_cb = _make_callbacks(run, status, control, ctx)
@@ -825,7 +832,7 @@ def _train(
         callbacks.append(adalora_cb)
     notes: list[str] = []
     ctx["gpu_mem"] = _gpu_mem_reader(hw)
-    status.update(phase="building trainer")
+    _phase(status, control, "building trainer")
     trainer = build_trainer(
         cfg,
         run,
@@ -900,7 +907,6 @@ def run_training(
     run = run_dir if isinstance(run_dir, Run) else Run(Path(run_dir).resolve())
     status = StatusWriter(run)
     control = StopControl(run)
-    control.clear()
     started = time.time()
     pid = os.getpid()
     status.update(
@@ -914,6 +920,13 @@ def run_training(
         step=status.get("step", 0) if resume else 0,
         eta_s=None,
         finished=None,
+        # Fields of a previous session of this run that no longer apply.
+        output=None,
+        stop_reason=None,
+        oom=None,
+        summary=None,
+        phase_detail=None,
+        phase_progress=None,
     )
 
     def beat() -> None:

@@ -21,6 +21,10 @@ class StepScreen(Screen):
     """
 
     STEP = ""
+    # Focus Next once the step is valid, so a newcomer taking every default only
+    # presses Enter (the tmux walkthrough counts the keys).
+    FOCUS_NEXT_WHEN_READY = False
+    _next_focused = False
     BINDINGS = [
         Binding("ctrl+n", "next", "Next"),
         Binding("ctrl+b", "back", "Back"),
@@ -52,10 +56,14 @@ class StepScreen(Screen):
     def refresh_nav(self) -> None:
         ok, reason = self.validate_step()
         try:
-            self.query_one("#next", Button).disabled = not ok
+            nxt = self.query_one("#next", Button)
+            nxt.disabled = not ok
             self.query_one("#next-reason", Static).update(reason if not ok else "")
         except Exception:  # not mounted yet
-            pass
+            return
+        if ok and self.FOCUS_NEXT_WHEN_READY and not self._next_focused and self.is_current:
+            self._next_focused = True
+            nxt.focus()
 
     def on_mount(self) -> None:
         self.refresh_nav()

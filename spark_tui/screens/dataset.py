@@ -82,6 +82,7 @@ def histogram_series(lengths: list[int], bins: int = 20) -> tuple[list[float], l
 
 class DatasetScreen(StepScreen):
     STEP = "dataset"
+    FOCUS_NEXT_WHEN_READY = True
     BINDINGS = [
         *StepScreen.BINDINGS,
         Binding("f", "toggle_tree", "Files"),

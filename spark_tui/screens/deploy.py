@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from typing import Any
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -208,7 +210,9 @@ class DeployScreen(StepScreen):
                 if result.get("message"):
                     log.write(f"  [yellow]{result['message']}[/yellow]")
                 if result.get("command"):
-                    log.write(f"  Run later: {result['command']}")
+                    cmd = result["command"]
+                    cmd = shlex.join(cmd) if isinstance(cmd, list) else str(cmd)
+                    log.write(f"  Run later: {escape(cmd)}")
         if rc != 0 and not result:
             log.write("  " + (other[-1] if other else f"exit code {rc}"))
         self.refresh_nav()
@@ -217,6 +221,7 @@ class DeployScreen(StepScreen):
         self.busy = False
         self.query_one("#deploy-progress", ProgressBar).update(total=1, progress=1)
         self.refresh_nav()
+        self.query_one("#next", Button).focus()
 
     def validate_step(self) -> tuple[bool, str]:
         if self.busy:

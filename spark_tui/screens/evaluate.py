@@ -126,6 +126,7 @@ class EvaluateScreen(StepScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#next").label = "Deploy ▶"
+        self.query_one("#run-eval", Button).focus()
         table = self.query_one("#score-table", DataTable)
         table.add_columns("Metric", "Base", "Tuned")
         run = self.app.current_run
@@ -204,6 +205,8 @@ class EvaluateScreen(StepScreen):
         self.query_one("#eval-progress", ProgressBar).update(total=1, progress=1)
         self.sample_index = 0
         self._show_sample()
+        if self.is_current and isinstance(self.focused, Button) and self.focused.id == "run-eval":
+            self.query_one("#next", Button).focus()
 
     def _show_sample(self) -> None:
         samples = (self.result or {}).get("samples") or []

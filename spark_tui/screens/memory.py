@@ -32,6 +32,7 @@ def probe_text(p: hardware.HardwareProbe) -> str:
 
 class MemoryScreen(StepScreen):
     STEP = "memory"
+    FOCUS_NEXT_WHEN_READY = True
 
     DEFAULT_CSS = """
     MemoryScreen #mem-columns { height: 1fr; }

@@ -72,8 +72,15 @@ PREFERENCE_FIELDS = [
 ]
 
 
+def recommended_preset(probe) -> str:
+    """Quick test on a machine without a GPU (minutes, not hours); course defaults elsewhere."""
+    has_gpu = bool(probe is not None and getattr(probe, "gpus", None))
+    return "course" if has_gpu else "quick"
+
+
 class MethodScreen(StepScreen):
     STEP = "method"
+    FOCUS_NEXT_WHEN_READY = True
 
     DEFAULT_CSS = """
     MethodScreen #preset-row { height: 1; }
@@ -129,6 +136,10 @@ class MethodScreen(StepScreen):
         return note
 
     def on_mount(self) -> None:
+        if not getattr(self.app, "method_preset_applied", False):
+            # First visit: start from the preset that suits this machine.
+            self.app.method_preset_applied = True
+            self.query_one("#preset", Select).value = recommended_preset(getattr(self.app, "probe", None))
         super().on_mount()
         self._sync_tabs()
         self.update_estimate()

@@ -137,7 +137,13 @@ class ModelScreen(StepScreen):
 
     @on(OptionList.OptionSelected, "#model-list")
     def chosen(self, event: OptionList.OptionSelected) -> None:
-        if event.option.id:
+        """Enter on a model: choose it and go on once its card is known."""
+        if not event.option.id:
+            return
+        self._advance_when_ready = True
+        if self.info is not None and self.selected_id == event.option.id:
+            self._set_card(self.info, "", event.option.id)
+        else:
             self.load_info(event.option.id)
 
     # -- card ---------------------------------------------------------------
@@ -161,6 +167,9 @@ class ModelScreen(StepScreen):
         else:
             card.update(render_card(info))
         self.refresh_nav()
+        if getattr(self, "_advance_when_ready", False) and info is not None:
+            self._advance_when_ready = False
+            self.action_next()
 
     # -- step contract ------------------------------------------------------
     def validate_step(self) -> tuple[bool, str]:

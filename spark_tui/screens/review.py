@@ -33,6 +33,7 @@ def summary_text(cfg: RunConfig) -> str:
 
 class ReviewScreen(StepScreen):
     STEP = "review"
+    FOCUS_NEXT_WHEN_READY = True
     BINDINGS = [*StepScreen.BINDINGS, Binding("c", "copy_command", "Copy command")]
 
     DEFAULT_CSS = """

@@ -52,6 +52,7 @@ def status_line(st: dict[str, Any], metrics: list[dict[str, Any]]) -> str:
 
 class TrainScreen(StepScreen):
     STEP = "train"
+    FOCUS_NEXT_WHEN_READY = True
     BINDINGS = [
         *StepScreen.BINDINGS,
         Binding("s", "stop_run", "Stop"),
@@ -111,6 +112,10 @@ class TrainScreen(StepScreen):
         st = up.status
         self.state = st.get("state", "new")
         self.query_one("#train-status", Static).update(status_line(st, all_metrics))
+        for gauges in self.query("#gauges"):
+            pid = st.get("pid") if self.state in runs.ACTIVE_STATES else None
+            if getattr(gauges, "pid", None) != pid:
+                gauges.pid = pid
         bar = self.query_one("#train-progress", ProgressBar)
         total = st.get("total_steps") or None
         bar.update(total=total, progress=st.get("step", 0) or 0)

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -133,9 +134,14 @@ def test_stop_writes_the_request_and_signals(spark_home):
 
 
 def test_start_refuses_a_locked_run_and_resume_a_finished_one(spark_home):
-    run = _fake_run(state="stopped")
+    run = _fake_run(state="training")
     with RunLock(run), pytest.raises(RunError, match="already training"):
         process.start_training(run)
+    # A lock that outlives its (dead) trainer for a moment is waited for, not refused.
+    run = _fake_run(state="died")
+    lock = RunLock(run).acquire()
+    threading.Timer(0.5, lock.release).start()
+    assert process._wait_unlocked(run, 10.0)
     with pytest.raises(RunError, match="finished"):
         process.resume_training(_fake_run(state="finished"))
     with pytest.raises(RunError, match="still training"):

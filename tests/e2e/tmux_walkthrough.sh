@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Drives the real `spark-tui` binary in tmux at 80x24, like a person over SSH:
-# send keys, wait for the expected text, fail with the captured screen if it
-# never shows up.  Run by `make test` when tmux is installed.
+# Drives the real `spark-tui` binary in tmux at 80x24, like a newcomer over SSH who
+# takes every default: only Enter is pressed (plus F1/Escape to look at the help).
+# Waits for the expected text at each step and fails with the captured screen
+# when something is missing.  Run by `make test` when tmux is installed.
 set -euo pipefail
 
 SOCK="spark-tui-e2e-$$"
 HOME_DIR="$(mktemp -d)"
 KEYS=0
-cleanup() { tmux -L "$SOCK" kill-server >/dev/null 2>&1 || true; rm -rf "$HOME_DIR"; }
+cleanup() {
+    tmux -L "$SOCK" kill-server >/dev/null 2>&1 || true
+    pkill -f "spark_tui.core.train_process $HOME_DIR" >/dev/null 2>&1 || true
+    rm -rf "$HOME_DIR"
+}
 trap cleanup EXIT
 
 screen() { tmux -L "$SOCK" capture-pane -p -t e2e; }
@@ -25,22 +30,52 @@ wait_for() {  # wait_for TEXT [TIMEOUT_S]
     done
 }
 
-key() { tmux -L "$SOCK" send-keys -t e2e "$@"; KEYS=$((KEYS + $#)); }
+key() { tmux -L "$SOCK" send-keys -t e2e "$@"; KEYS=$((KEYS + $#)); sleep 0.3; }
 
 tmux -L "$SOCK" new-session -d -s e2e -x 80 -y 24 \
-    "env SPARK_TUI_HOME='$HOME_DIR' TERM=xterm-256color HF_HUB_OFFLINE=1 spark-tui; sleep 5"
+    "env SPARK_TUI_HOME='$HOME_DIR' TERM=xterm-256color HF_HUB_OFFLINE=1 OLLAMA_HOST=http://127.0.0.1:9 spark-tui; sleep 5"
 
+# Welcome: system summary, help opens and closes.
 wait_for "New fine-tune" 60
-wait_for "Memory" 30
-wait_for "GB free" 30
-
-# Help opens and closes.
+wait_for "GB free" 60
 key F1
 wait_for "A guided path" 20
 key Escape
 wait_for "New fine-tune (n)" 20
+HELP_KEYS=2
 
-# Quit.
+key Enter                      # New fine-tune
+wait_for "Default: SmolLM2" 60
+key Enter                      # the bundled default model
+wait_for "Total peak" 120
+wait_for "Fits" 60
+key Enter                      # memory: fits
+wait_for "train /" 300         # dataset: "... N train / M validation rows"
+key Enter
+wait_for "Memory estimate" 60  # method: quick preset on a CPU-only machine
+key Enter
+wait_for "Same run, headless" 60
+key Enter                      # start training
+wait_for "finished" 900
+key Enter                      # evaluate
+wait_for "Evaluate (e)" 60
+key Enter
+wait_for "saved to eval.json" 900
+key Enter                      # deploy
+wait_for "Do all" 60
+key Enter
+wait_for "Run later:" 1500     # no Ollama here: the files are kept and the command shown
+RUN_DIR="$(ls -d "$HOME_DIR"/runs/*/ | head -1)"
+for f in Modelfile eval.json metrics.jsonl adapter/adapter_config.json merged/config.json; do
+    if [ ! -e "$RUN_DIR/$f" ]; then
+        echo "tmux walkthrough: $f is missing from $RUN_DIR" >&2
+        screen >&2
+        exit 1
+    fi
+done
+ls "$RUN_DIR"/gguf/*.gguf >/dev/null
+key Enter                      # finish: back to the welcome screen
+wait_for "finished" 30
 key C-q
 sleep 1
 if screen | grep -qF "New fine-tune (n)"; then
@@ -48,4 +83,4 @@ if screen | grep -qF "New fine-tune (n)"; then
     screen >&2
     exit 1
 fi
-echo "tmux walkthrough passed: $KEYS keys sent"
+echo "tmux walkthrough passed: $((KEYS - HELP_KEYS - 1)) Enter presses from the welcome screen to a Modelfile, $KEYS keys in all"

@@ -1,0 +1,101 @@
+"""Pilot tests of the Evaluate step on a real (tiny) adapter of the default model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, RichLog, SelectionList
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+import conftest_eval  # noqa: E402
+
+from spark_tui.app import SparkTuiApp  # noqa: E402
+from spark_tui.config import RunConfig  # noqa: E402
+from spark_tui.core import runs  # noqa: E402
+from spark_tui.screens.evaluate import EvaluateScreen  # noqa: E402
+from spark_tui.widgets.charts import MetricChart  # noqa: E402
+
+eval_root = conftest_eval.eval_root
+sft_run = conftest_eval.sft_run
+
+
+async def wait_until(pilot, cond, timeout: float, what: str) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        await pilot.pause()
+        if cond():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+async def test_evaluate_shows_base_vs_tuned_and_chat_streams(sft_run, spark_home):
+    app = SparkTuiApp(preload=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.current_run = sft_run
+        app.config = sft_run.config()
+        app.show_step("evaluate")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, EvaluateScreen)
+        await pilot.press("e")
+        await wait_until(pilot, lambda: screen.result is not None, 600, "the evaluation")
+        table = screen.query_one("#score-table", DataTable)
+        rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
+        assert "Perplexity" in rows and "ROUGE-L" in rows
+        base, tuned = rows["Perplexity"][1], rows["Perplexity"][2]
+        assert base != "–" and tuned != "–" and base != tuned
+        assert (sft_run.path / "eval.json").exists()
+        # Chat with the tuned model: a greedy answer streams into the log.
+        screen.query_one("#eval-tabs").active = "tab-chat"
+        await pilot.pause()
+        inp = screen.query_one("#chat-input", Input)
+        inp.focus()
+        inp.value = "What is the capital of France?"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not screen.chat_busy and screen.session is not None, 300, "the answer")
+        log_text = "\n".join(str(line.text) for line in screen.query_one("#chat-log", RichLog).lines)
+        assert "tuned:" in log_text
+        answer = screen.session.messages[-1]
+        assert answer["role"] == "assistant" and answer["content"].strip()
+
+
+def _fake_run(rank: int, losses: list[float]) -> runs.Run:
+    cfg = RunConfig(name=f"r{rank}")
+    cfg.lora.r = rank
+    run = runs.create_run(cfg)
+    with open(run.metrics_path, "w") as fh:
+        for i, loss in enumerate(losses, 1):
+            fh.write(json.dumps({"kind": "train", "step": i, "loss": loss, "tokens_per_s": 100.0}) + "\n")
+    run.write_status(state="finished", step=len(losses), total_steps=len(losses))
+    return run
+
+
+async def test_compare_draws_two_curves_and_lists_differing_key(spark_home):
+    a = _fake_run(4, [3.0, 2.5, 2.0, 1.8])
+    b = _fake_run(16, [3.0, 2.2, 1.7, 1.4])
+    app = SparkTuiApp(preload=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.current_run = a
+        app.config = a.config()
+        app.show_step("evaluate")
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#eval-tabs").active = "tab-compare"
+        await pilot.pause()
+        sl = screen.query_one("#compare-runs", SelectionList)
+        sl.select_all()
+        await pilot.pause()
+        await pilot.click("#run-compare")
+        await pilot.pause()
+        chart = screen.query_one("#compare-chart", MetricChart)
+        assert len(chart._series) == 2 and chart.points_drawn >= 8
+        assert screen.comparison.differing == ["lora.r"]
+        table = screen.query_one("#compare-table", DataTable)
+        assert [str(c.label) for c in table.columns.values()][1] == "lora.r"
