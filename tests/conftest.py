@@ -36,3 +36,23 @@ def spark_home(tmp_path, monkeypatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("SPARK_TUI_HOME", str(home))
     return home
+
+
+async def _wait_until(pilot, cond, timeout: float, what: str) -> None:
+    """Let the app run until `cond()` holds; fail naming `what` after `timeout` seconds."""
+    import asyncio
+    import time
+
+    end = time.time() + timeout
+    while time.time() < end:
+        await pilot.pause()
+        if cond():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; screen: {pilot.app.screen!r}")
+
+
+@pytest.fixture
+def wait_until():
+    """`await wait_until(pilot, cond, timeout, what)` for Pilot tests of slow workers."""
+    return _wait_until

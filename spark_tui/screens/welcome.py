@@ -9,8 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
+from spark_tui.core import hardware
 from spark_tui.core import runs as runs_core
-from spark_tui.core import sysinfo
 
 TAGLINE = "From a pile of examples to a fine-tuned model answering in Ollama."
 
@@ -46,13 +46,16 @@ class WelcomeScreen(Screen):
 
     @work(thread=True, exclusive=True, group="welcome-probe", exit_on_error=False)
     def load_summary(self) -> None:
-        s = sysinfo.summary()
-        gpus = sysinfo.gpu_names()
-        gpu = ", ".join(gpus) if gpus else "none (CPU only)"
+        p = hardware.probe(with_disk=True, with_processes=False)
+        self.app.probe = p
+        gb = hardware.fmt_bytes
+        gpus = ", ".join(g.name for g in p.gpus) if p.gpus else "none (CPU only)"
+        unified = " (unified memory)" if p.unified_memory else ""
+        disk = f" · [b]Disk[/b] {gb(p.disk_free_home)} free" if p.disk_free_home is not None else ""
         text = (
-            f"[b]CPU[/b] {s.cores} cores ({s.arch}) · "
-            f"[b]Memory[/b] {s.mem_available_gb:.1f} of {s.mem_total_gb:.1f} GB free · "
-            f"[b]GPU[/b] {gpu} · [b]Disk[/b] {s.disk_free_gb:.0f} GB free"
+            f"[b]CPU[/b] {p.cpu_cores_logical} cores ({p.machine}) · "
+            f"[b]Memory[/b] {gb(p.mem_available)} of {gb(p.mem_total)} free{unified} · "
+            f"[b]GPU[/b] {gpus}{disk}"
         )
         self.app.call_from_thread(self.query_one("#system-summary", Static).update, text)
 

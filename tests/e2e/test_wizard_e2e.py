@@ -6,8 +6,7 @@ train to completion → evaluate → merge → GGUF f16 → Modelfile, asserting
 
 from __future__ import annotations
 
-import asyncio
-import time
+import os
 
 import pytest
 from textual.widgets import Input, Select
@@ -23,36 +22,39 @@ from spark_tui.screens.review import ReviewScreen
 from spark_tui.screens.train import TrainScreen
 
 
-async def wait_until(app, pilot, cond, timeout: float, what: str) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        await pilot.pause()
-        if cond():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; screen: {app.screen!r}")
+def _shot(app, name: str) -> None:
+    """With SPARK_TUI_SCREENSHOTS=DIR, save each step as an SVG for the README."""
+    folder = os.environ.get("SPARK_TUI_SCREENSHOTS")
+    if folder:
+        app.save_screenshot(filename=f"{name}.svg", path=folder)
 
 
 @pytest.mark.slow
-async def test_whole_wizard_to_modelfile(spark_home, default_model_dir, monkeypatch):
+async def test_whole_wizard_to_modelfile(spark_home, default_model_dir, monkeypatch, wait_until):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no ollama on PATH: the step must say so
     monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")  # nothing listens there
     app = SparkTuiApp(preload=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
+        await wait_until(pilot, lambda: "GB" in str(app.screen.query_one("#system-summary").render()),
+                         60, "the system summary")
+        _shot(app, "welcome")
         await pilot.press("n")
-        await wait_until(app, pilot, lambda: isinstance(app.screen, ModelScreen) and app.screen.info is not None,
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelScreen) and app.screen.info is not None,
                          60, "the model card")
         assert app.screen.info.id == "default"
+        _shot(app, "model")
         await pilot.press("ctrl+n")
-        await wait_until(app, pilot, lambda: isinstance(app.screen, MemoryScreen) and app.screen.verdict is not None,
+        await wait_until(pilot, lambda: isinstance(app.screen, MemoryScreen) and app.screen.verdict is not None,
                          60, "the memory verdict")
         assert app.screen.verdict.status in ("fits", "tight")
+        _shot(app, "memory")
         await pilot.press("ctrl+n")
-        await wait_until(app, pilot, lambda: isinstance(app.screen, DatasetScreen) and app.screen.prepared is not None,
+        await wait_until(pilot, lambda: isinstance(app.screen, DatasetScreen) and app.screen.prepared is not None,
                          180, "the bundled dataset")
+        _shot(app, "dataset")
         await pilot.press("ctrl+n")
-        await wait_until(app, pilot, lambda: isinstance(app.screen, MethodScreen), 30, "the method step")
+        await wait_until(pilot, lambda: isinstance(app.screen, MethodScreen), 30, "the method step")
         method = app.screen
         method.query_one("#preset", Select).value = "quick"
         await pilot.pause()
@@ -60,28 +62,32 @@ async def test_whole_wizard_to_modelfile(spark_home, default_model_dir, monkeypa
         method.query_one("#f-data-max_length", Input).value = "64"
         await pilot.pause()
         assert app.config.train.max_steps == 3 and app.config.method.adapter == "lora"
+        _shot(app, "method")
         await pilot.press("ctrl+n")
-        await wait_until(app, pilot, lambda: isinstance(app.screen, ReviewScreen), 30, "the review")
+        await wait_until(pilot, lambda: isinstance(app.screen, ReviewScreen), 30, "the review")
         run = app.current_run
         assert run is not None and run.config_path.exists()
         assert "spark-tui train" in app.screen.command
+        _shot(app, "review")
         await pilot.press("ctrl+n")  # start training
-        await wait_until(app, pilot, lambda: isinstance(app.screen, TrainScreen), 30, "the train screen")
-        await wait_until(app, pilot, lambda: app.screen.state in ("finished", "failed", "died"), 600,
+        await wait_until(pilot, lambda: isinstance(app.screen, TrainScreen), 30, "the train screen")
+        await wait_until(pilot, lambda: app.screen.state in ("finished", "failed", "died"), 600,
                          "training to finish")
         assert app.screen.state == "finished", run.status()
+        _shot(app, "train")
         await pilot.press("ctrl+n")
-        await wait_until(app, pilot, lambda: isinstance(app.screen, EvaluateScreen), 30, "the evaluate screen")
+        await wait_until(pilot, lambda: isinstance(app.screen, EvaluateScreen), 30, "the evaluate screen")
         await pilot.press("e")
-        await wait_until(app, pilot, lambda: app.screen.result is not None, 600, "the evaluation")
+        await wait_until(pilot, lambda: app.screen.result is not None, 600, "the evaluation")
         assert "perplexity" in (app.screen.result.get("tuned") or {})
+        _shot(app, "evaluate")
         await pilot.press("ctrl+n")
-        await wait_until(app, pilot, lambda: isinstance(app.screen, DeployScreen), 30, "the deploy screen")
+        await wait_until(pilot, lambda: isinstance(app.screen, DeployScreen), 30, "the deploy screen")
         deploy = app.screen
         deploy.query_one("#gguf-type", Select).value = "f16"
         await pilot.pause()
         await pilot.press("a")
-        await wait_until(app, pilot, lambda: not deploy.busy and "ollama" in deploy.results, 900, "deployment")
+        await wait_until(pilot, lambda: not deploy.busy and "ollama" in deploy.results, 900, "deployment")
         assert deploy.results["merge"]["rc"] == 0, deploy.results["merge"]
         assert deploy.results["export"]["rc"] == 0, deploy.results["export"]
         assert deploy.results["export"]["verified"]["f16"] is True
@@ -91,6 +97,7 @@ async def test_whole_wizard_to_modelfile(spark_home, default_model_dir, monkeypa
         assert ollama.get("registered") is False and "ollama create" in command
         log = "\n".join(str(line.text) for line in deploy.query_one("#deploy-log").lines)
         assert "Run later: ollama create" in log
+        _shot(app, "deploy")
 
     # The artefacts a user keeps, all in the run folder.
     for name in ("run.toml", "status.json", "metrics.jsonl", "train.log", "eval.json", "Modelfile"):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,18 +22,10 @@ eval_root = conftest_eval.eval_root
 sft_run = conftest_eval.sft_run
 
 
-async def wait_until(pilot, cond, timeout: float, what: str) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        await pilot.pause()
-        if cond():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
-async def test_evaluate_shows_base_vs_tuned_and_chat_streams(sft_run, spark_home):
+async def test_evaluate_shows_base_vs_tuned_and_chat_streams(sft_run, spark_home, wait_until):
     app = SparkTuiApp(preload=False)
     async with app.run_test(size=(100, 30)) as pilot:
         app.current_run = sft_run
@@ -79,7 +69,7 @@ def _fake_run(rank: int, losses: list[float]) -> runs.Run:
 
 async def test_compare_draws_two_curves_and_lists_differing_key(spark_home):
     a = _fake_run(4, [3.0, 2.5, 2.0, 1.8])
-    b = _fake_run(16, [3.0, 2.2, 1.7, 1.4])
+    _fake_run(16, [3.0, 2.2, 1.7, 1.4])
     app = SparkTuiApp(preload=False)
     async with app.run_test(size=(100, 30)) as pilot:
         app.current_run = a

@@ -49,10 +49,15 @@ async def test_bad_value_blocks_next_and_names_field(spark_home):
 async def test_only_supported_objectives_offered(spark_home):
     app = SparkTuiApp(preload=False)
     app.data_report = {"format": "kto"}
+    app.config.method.objective = "dpo"  # not possible with thumbs-up/down data
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await _method(app, pilot)
         sel = screen.query_one("#f-method-objective", Select)
         values = [v for _, v in sel._options if v is not Select.BLANK]
-        assert "kto" in values and "sft" not in values
+        assert "kto" in values and "sft" in values  # SFT on the desirable rows
+        assert "dpo" not in values and "simpo" not in values
+        assert app.config.method.objective in ("sft", "kto")
+        sel.value = "kto"
+        await pilot.pause()
         assert app.config.method.objective == "kto"
         assert screen.query_one("#method-tabs").get_tab("tab-pref").display

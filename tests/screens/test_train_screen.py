@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 from textual.widgets import ProgressBar
 
@@ -15,18 +12,8 @@ from spark_tui.screens.train import TrainScreen
 from spark_tui.widgets.charts import LossChart
 
 
-async def _wait_for(pilot, cond, timeout: float, what: str):
-    end = time.time() + timeout
-    while time.time() < end:
-        if cond():
-            return
-        await asyncio.sleep(0.25)
-        await pilot.pause()
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
-async def test_train_screen_follows_live_run_and_stops(spark_home, default_model_dir):
+async def test_train_screen_follows_live_run_and_stops(spark_home, default_model_dir, wait_until):
     cfg = RunConfig(name="live-tui")
     cfg.train.max_steps = 40
     cfg.train.micro_batch_size = 2
@@ -44,13 +31,13 @@ async def test_train_screen_follows_live_run_and_stops(spark_home, default_model
             await pilot.pause()
             screen = app.screen
             assert isinstance(screen, TrainScreen)
-            await _wait_for(pilot, lambda: len([m for m in screen.metrics if m.get("loss") is not None]) >= 2,
+            await wait_until(pilot, lambda: len([m for m in screen.metrics if m.get("loss") is not None]) >= 2,
                             300, "two logged losses")
             bar = screen.query_one("#train-progress", ProgressBar)
             assert bar.progress >= 2
             assert screen.query_one("#loss-chart", LossChart).points_drawn >= 2
             await pilot.press("s")
-            await _wait_for(pilot, lambda: screen.state in ("stopped", "finished"), 300, "the run to stop")
+            await wait_until(pilot, lambda: screen.state in ("stopped", "finished"), 300, "the run to stop")
             assert run.latest_checkpoint() is not None or run.output_dir.exists()
             assert "Stopped" in str(screen.query_one("#train-message").render()) or screen.state == "finished"
     finally:
