@@ -62,7 +62,7 @@ def plain_trl(data_dir: str, steps: int, out: str) -> None:
     twin = training_chat_template(tok)
     if twin:
         tok.chat_template = twin
-    ds = datasets.load_from_disk(data_dir)["train"]
+    ds = datasets.load_from_disk(str(Path(data_dir) / "train"))
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     t = cfg.train
     args = SFTConfig(
