@@ -159,8 +159,20 @@ def resume_training(run: Run | str | Path, **kwargs: Any) -> TrainingHandle:
 resume = resume_training
 
 
+def _trainer_status(run: Run, wait_s: float = 10.0) -> dict[str, Any]:
+    """The raw status, waiting briefly for a just-launched trainer to write its pid."""
+    deadline = time.time() + wait_s
+    while True:
+        st = read_json(run.status_path, default=None) or {}
+        if st.get("pid") or st.get("state") != "preparing" or time.time() >= deadline:
+            return st
+        if time.time() - float(st.get("updated", 0)) > wait_s:  # a stale launch, not a live one
+            return st
+        time.sleep(0.1)
+
+
 def _signal_trainer(run: Run, sig: int, *, group: bool) -> bool:
-    st = read_json(run.status_path, default=None) or {}
+    st = _trainer_status(run)
     pid = st.get("pid")
     if not pid or not pid_alive(int(pid), st.get("pid_start")):
         return False
@@ -191,7 +203,7 @@ def stop_training(run: Run | str | Path) -> bool:
 def kill_training(run: Run | str | Path) -> bool:
     """SIGKILL the trainer's process group at once (no checkpoint; the run shows as "died")."""
     run = _as_run(run)
-    st = read_json(run.status_path, default=None) or {}
+    st = _trainer_status(run)
     pid = st.get("pid")
     killed = _signal_trainer(run, signal.SIGKILL, group=True)
     if killed and pid:

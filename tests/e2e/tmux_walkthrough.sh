@@ -83,4 +83,4 @@ if screen | grep -qF "New fine-tune (n)"; then
     screen >&2
     exit 1
 fi
-echo "tmux walkthrough passed: $((KEYS - HELP_KEYS - 1)) Enter presses from the welcome screen to a Modelfile, $KEYS keys in all"
+echo "tmux walkthrough passed: $((KEYS - HELP_KEYS - 2)) Enter presses from the welcome screen to a verified GGUF and Modelfile ($KEYS keys in all, help and quit included)"
