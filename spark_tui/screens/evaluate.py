@@ -32,6 +32,8 @@ from spark_tui.core.errors import SparkError
 from spark_tui.screens.base import StepScreen
 from spark_tui.widgets.charts import MetricChart
 
+SWEEP_PARAMS = ["lora.r", "train.neftune_alpha", "train.learning_rate", "method.objective",
+                "lora.alpha", "data.max_length"]
 SCORE_ROWS = [
     ("loss", "Held-out loss"),
     ("perplexity", "Perplexity"),
@@ -122,6 +124,19 @@ class EvaluateScreen(StepScreen):
                     yield Static("", id="compare-status")
                 yield MetricChart(title="train loss", id="compare-chart")
                 yield DataTable(id="compare-table", show_cursor=False)
+            with TabPane("Sweep", id="tab-sweep"):
+                with Horizontal(classes="bar"):
+                    yield Select([(p, p) for p in SWEEP_PARAMS], value="lora.r", allow_blank=False,
+                                 id="sweep-param", compact=True)
+                    yield Input("4,8,16", placeholder="values, comma separated", id="sweep-values",
+                                compact=True)
+                with Horizontal(classes="bar"):
+                    yield Input("", placeholder="max steps per run (blank: the run's)", id="sweep-steps",
+                                type="integer", compact=True)
+                    yield Button("Start sweep", id="run-sweep", compact=True)
+                yield Static("One run per value, trained one after another from this run's config.",
+                             id="sweep-status")
+                yield MetricChart(title="final loss vs parameter", xlabel="value", id="sweep-chart")
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -381,6 +396,61 @@ class EvaluateScreen(StepScreen):
             table.add_row(*[_fmt(v) for v in row])
         differing = ", ".join(comp.differing) or "nothing"
         self.query_one("#compare-status", Static).update(f"differs: {differing}")
+
+    # -- sweep -------------------------------------------------------------------------
+    @on(Button.Pressed, "#run-sweep")
+    def sweep_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        from spark_tui.core import sweep as sweep_core
+
+        run = self.app.current_run
+        if run is None:
+            return
+        param = str(self.query_one("#sweep-param", Select).value)
+        values = self.query_one("#sweep-values", Input).value
+        steps_text = self.query_one("#sweep-steps", Input).value.strip()
+        try:
+            base = run.config()
+            base.name = f"{run.id[-20:]}-sweep"
+            sw = sweep_core.create_sweep(base, param, values,
+                                         max_steps=int(steps_text) if steps_text else None)
+        except (SparkError, ValueError) as exc:
+            self.query_one("#sweep-status", Static).update(str(exc))
+            return
+        self.query_one("#sweep-status", Static).update(f"sweep {sw.id}: {len(sw.runs)} runs queued")
+        self.run_sweep_worker(sw)
+
+    @work(thread=True, exclusive=True, group="sweep", exit_on_error=False)
+    def run_sweep_worker(self, sw) -> None:
+        from spark_tui.core import sweep as sweep_core
+
+        worker = get_current_worker()
+
+        def progress(frac: float, message: str) -> None:
+            self.app.call_from_thread(self.query_one("#sweep-status", Static).update,
+                                      f"{frac:.0%} {message}")
+
+        try:
+            sweep_core.run_sweep(sw, progress=progress, cancel=lambda: worker.is_cancelled)
+        except SparkError as exc:
+            self.app.call_from_thread(self.query_one("#sweep-status", Static).update, str(exc))
+            return
+        self.app.call_from_thread(self.show_sweep, sw)
+
+    def show_sweep(self, sw) -> None:
+        """The metric-vs-parameter plot, then the compare view of the sweep's runs."""
+        pts = [(v, m) for v, m in sw.points("final_loss") if m is not None]
+        numeric = all(isinstance(v, (int, float)) for v, _ in pts)
+        xs = [float(v) if numeric else float(i) for i, (v, _) in enumerate(pts)]
+        self.query_one("#sweep-chart", MetricChart).set_series([(sw.param, xs, [m for _, m in pts])])
+        self.query_one("#sweep-status", Static).update(
+            f"{sw.param}: " + ", ".join(f"{v} → {m:.3f}" for v, m in pts) + " (Compare tab: curves)"
+        )
+        sl = self.query_one("#compare-runs", SelectionList)
+        sl.clear_options()
+        for r in sw.handles():
+            sl.add_option(Selection(r.id, str(r.path), True))
+        self.compare([str(r.path) for r in sw.handles()])
 
     def validate_step(self) -> tuple[bool, str]:
         run = self.app.current_run

@@ -89,3 +89,40 @@ async def test_compare_draws_two_curves_and_lists_differing_key(spark_home):
         assert screen.comparison.differing == ["lora.r"]
         table = screen.query_one("#compare-table", DataTable)
         assert [str(c.label) for c in table.columns.values()][1] == "lora.r"
+
+
+async def test_sweep_tab_queues_runs_and_plots_metric_vs_parameter(spark_home, monkeypatch):
+    from textual.widgets import Button, Select
+
+    from spark_tui.core import sweep as sweep_core
+
+    base = _fake_run(16, [3.0, 2.0])
+
+    def fake_run_sweep(sw, **_kw):
+        # Stand-in for training: each run "finishes" with a loss that falls with the rank.
+        for entry, run in zip(sw.runs, sw.handles(), strict=True):
+            with open(run.metrics_path, "w") as fh:
+                fh.write(json.dumps({"kind": "train", "step": 1, "loss": 10.0 / entry.value}) + "\n")
+            run.write_status(state="finished", step=1, total_steps=1)
+        return sw
+
+    monkeypatch.setattr(sweep_core, "run_sweep", fake_run_sweep)
+    app = SparkTuiApp(preload=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.current_run = base
+        app.config = base.config()
+        app.show_step("evaluate")
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#eval-tabs").active = "tab-sweep"
+        await pilot.pause()
+        screen.query_one("#sweep-param", Select).value = "lora.r"
+        screen.query_one("#sweep-values").value = "4,8"
+        screen.query_one("#run-sweep", Button).press()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        chart = screen.query_one("#sweep-chart", MetricChart)
+        assert chart._series and list(chart._series[0][1]) == [4.0, 8.0]
+        assert list(chart._series[0][2]) == [2.5, 1.25]
+        assert screen.comparison is not None and screen.comparison.differing == ["lora.r"]
+        assert len(runs.list_runs()) == 3  # the base run + one per value
