@@ -220,6 +220,10 @@ def preset_quick(cfg: RunConfig | None = None) -> dict[str, Any]:
     }
     if cfg is not None and cfg.method.objective != "sft":
         changes["train.learning_rate"] = _preference_lr(cfg, quick=True)
+    elif cfg is not None and cfg.model.id in ("", "default") and cfg.method.adapter != "full":
+        # The bundled 135M model barely moves in 30 steps at 2e-4; at 1e-3 the
+        # sample persona shows and held-out ROUGE-L roughly doubles (measured on CPU).
+        changes["train.learning_rate"] = 1e-3
     return changes
 
 

@@ -29,6 +29,7 @@ The metrics keys are listed in `METRIC_KEYS`.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -867,7 +868,16 @@ def _train(
     )
     if control.requested:
         raise StopRequested(control.reason)
-    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    # Everything built so far (data rows, reports, model objects) lives for the whole
+    # run: take it out of the garbage collector's view so its full collections during
+    # training stay as cheap as in a minimal script.
+    del prepared
+    gc.collect()
+    gc.freeze()
+    try:
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    finally:
+        gc.unfreeze()  # in-process callers (tests, sweeps) must be able to free this run
 
     out_dir = run.model_dir if cfg.method.adapter == "full" else run.adapter_dir
     tok.chat_template = saved_template  # save the deployable template, not the training twin

@@ -34,8 +34,10 @@ async def test_evaluate_shows_base_vs_tuned_and_chat_streams(sft_run, spark_home
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, EvaluateScreen)
+        saved = screen.result  # an eval.json from an earlier evaluation is shown at once
         await pilot.press("e")
-        await wait_until(pilot, lambda: screen.result is not None, 600, "the evaluation")
+        await wait_until(pilot, lambda: screen.result is not None and screen.result is not saved, 600,
+                         "a fresh evaluation")
         table = screen.query_one("#score-table", DataTable)
         rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(table.row_count)}
         assert "Perplexity" in rows and "ROUGE-L" in rows
