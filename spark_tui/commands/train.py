@@ -95,6 +95,8 @@ def build_config(args: argparse.Namespace):
         changes["train.epochs"] = args.epochs
     if args.learning_rate is not None:
         changes["train.learning_rate"] = args.learning_rate
+    elif not args.config and not args.preset:
+        changes["train.learning_rate"] = methods.recommended_learning_rate(cfg)
     if args.micro_batch_size is not None:
         changes["train.micro_batch_size"] = args.micro_batch_size
     if args.max_length is not None:

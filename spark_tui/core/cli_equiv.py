@@ -17,7 +17,10 @@ _FLAGS = {
     "train.max_steps": "--max-steps",
     "data.max_length": "--max-length",
     "train.neftune_alpha": "--neftune-alpha",
+    "train.learning_rate": "--learning-rate",
 }
+# Always written: without it `train` would pick a recommended rate for the model.
+_ALWAYS = {"train.learning_rate"}
 
 
 def _method_flag(cfg: RunConfig) -> str | None:
@@ -55,7 +58,7 @@ def train_command(cfg: RunConfig) -> list[str]:
         if key in handled:
             continue
         value = cfg.get(key)
-        if value == default.get(key):
+        if value == default.get(key) and key not in _ALWAYS:
             continue
         flag = _FLAGS.get(key)
         if flag:

@@ -285,6 +285,23 @@ def apply_preset(cfg: RunConfig, name: str) -> RunConfig:
     return out
 
 
+def recommended_learning_rate(cfg: RunConfig) -> float:
+    """The learning rate to use when the user named none.
+
+    2e-4 is the course's LoRA default for 7B+ models; the bundled 135M model
+    barely moves at that rate in a short run (measured on CPU: held-out
+    ROUGE-L 0.13 -> 0.15 at 2e-4, 0.25 at 1e-3), so it gets 1e-3.  Full
+    fine-tuning and preference objectives keep their usual smaller rates.
+    """
+    if cfg.method.objective != "sft":
+        return _preference_lr(cfg, quick=False)
+    if cfg.method.adapter == "full":
+        return 2e-5
+    if cfg.model.id in ("", "default"):
+        return 1e-3
+    return 2e-4
+
+
 def _preference_lr(cfg: RunConfig, quick: bool) -> float:
     if cfg.method.adapter == "full":
         return 5e-6

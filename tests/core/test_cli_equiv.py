@@ -37,3 +37,14 @@ def test_dora_flag():
     argv = train_command(cfg)
     assert argv[argv.index("--method") + 1] == "dora"
     assert build_config(_parse(argv)).method.use_dora
+
+
+def test_train_flags_pick_a_learning_rate_for_the_model():
+    from spark_tui.cli import build_parser
+
+    def lr(*argv):
+        return build_config(build_parser().parse_args(["train", *argv])).train.learning_rate
+
+    assert lr("--model", "default") == 1e-3  # the tiny bundled model needs a bigger step
+    assert lr("--model", "meta-llama/Llama-3.1-8B-Instruct") == 2e-4  # the course default
+    assert lr("--model", "default", "--lr", "5e-5") == 5e-5  # an explicit rate always wins
