@@ -105,7 +105,7 @@ class EvaluateScreen(StepScreen):
                 with Horizontal(classes="bar"):
                     yield Select([("tuned model", "tuned"), ("base model", "base")], value="tuned",
                                  allow_blank=False, id="chat-source", compact=True)
-                    yield Static(" Enter sends · greedy unless temperature > 0", classes="hint")
+                    yield Static(" Enter sends · greedy decoding (spark-tui chat RUN --temperature T samples)", classes="hint")
                 yield RichLog(id="chat-log", wrap=True, markup=False)
                 yield Input(placeholder="Ask the model…", id="chat-input", compact=True)
             with TabPane("A/B review", id="tab-ab"):
@@ -274,14 +274,14 @@ class EvaluateScreen(StepScreen):
             warm_imports()
             if self.session is None:
                 self.app.call_from_thread(self._chat_line, f"(loading the {source} model…)")
-                self.session = chat.open_chat(run, source=source)
+                self.session = chat.open_chat(run, source=source, settings=chat.ChatSettings(temperature=0.0))
                 self.session_source = source
             elif self.session_source != source:
                 if self.session.can_switch:
                     self.session.set_source(source)
                 else:
                     self.session.close()
-                    self.session = chat.open_chat(run, source=source)
+                    self.session = chat.open_chat(run, source=source, settings=chat.ChatSettings(temperature=0.0))
                 self.session_source = source
             answer: list[str] = []
             for chunk in self.session.send(text):

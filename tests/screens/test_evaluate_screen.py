@@ -54,6 +54,7 @@ async def test_evaluate_shows_base_vs_tuned_and_chat_streams(sft_run, spark_home
         await wait_until(pilot, lambda: not screen.chat_busy and screen.session is not None, 300, "the answer")
         log_text = "\n".join(str(line.text) for line in screen.query_one("#chat-log", RichLog).lines)
         assert "tuned:" in log_text
+        assert screen.session.settings.temperature == 0.0  # greedy: the same answer every time
         answer = screen.session.messages[-1]
         assert answer["role"] == "assistant" and answer["content"].strip()
 
