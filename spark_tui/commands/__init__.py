@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 # Listed explicitly (not discovered) so the order of `spark-tui --help` is stable.
-MODULES = ["train", "runs", "data", "model", "memory", "evaluate", "deploy", "quickstart", "handoff"]
+MODULES = ["train", "runs", "data", "recipe", "model", "memory", "evaluate", "deploy", "quickstart", "handoff"]
 
 
 def load_all():
