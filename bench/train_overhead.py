@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def plain_trl(data_dir: str, steps: int, out: str) -> None:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     t = cfg.train
     args = SFTConfig(
-        output_dir=tempfile.mkdtemp(prefix="plain-trl-"),
+        output_dir=str(Path(out).with_suffix(".trainer")),
         max_steps=t.max_steps,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.scheduler,
@@ -175,6 +176,8 @@ def run_plain(data_dir: Path, steps: int, env) -> dict:
         stderr=subprocess.DEVNULL,
     )
     r = json.loads(out.read_text())
+    out.unlink()
+    shutil.rmtree(out.with_suffix(".trainer"), ignore_errors=True)
     r["step_times"] = {int(k): v for k, v in r["step_times"].items()}
     return r
 
@@ -225,6 +228,7 @@ def main() -> int:
     steps = sorted(set(best["ours"]) & set(best["plain"]))
     ratio = sum(best["plain"][k] for k in steps) / sum(best["ours"][k] for k in steps)
     verdict = "OK" if ratio >= 0.97 else "BELOW TARGET"
+    shutil.rmtree(home, ignore_errors=True)
     print(
         f"ratio ours/plain from the best time of each step (steps {steps[0]}-{steps[-1]}) "
         f"= {ratio:.3f} (target >= 0.97): {verdict}"

@@ -433,18 +433,38 @@ def load_dtype(cfg: RunConfig, precision: str) -> Any:
 def optimizer_name(cfg: RunConfig, hw: Hardware) -> tuple[str, str]:
     """(transformers optim name, note for the log).  8-bit optimizers need CUDA: CPU falls back."""
     name = _OPTIMIZER_NAMES[cfg.train.optimizer]
-    if name != "adamw_torch" and hw.device != "cuda":
+    if name == "adamw_torch":
+        return _plain_adamw(), ""
+    if hw.device != "cuda":
         return (
-            "adamw_torch",
+            _plain_adamw(),
             f"train.optimizer = '{cfg.train.optimizer}' needs a CUDA GPU (bitsandbytes); "
             "using plain AdamW on this machine",
         )
-    if name != "adamw_torch" and importlib.util.find_spec("bitsandbytes") is None:
+    if importlib.util.find_spec("bitsandbytes") is None:
         raise MethodError(
             f"train.optimizer = '{cfg.train.optimizer}' needs the 'bitsandbytes' package; "
             "install it or choose 'adamw'"
         )
     return name, ""
+
+
+def _plain_adamw() -> str:
+    """transformers' own default AdamW: the fused kernel from torch 2.8 (measurably faster)."""
+    try:
+        import dataclasses
+
+        from transformers import TrainingArguments
+
+        default = next(
+            f.default for f in dataclasses.fields(TrainingArguments) if f.name == "optim"
+        )
+        name = str(getattr(default, "value", default))
+        if name.startswith("adamw_torch"):
+            return name
+    except Exception:  # pragma: no cover - transformers missing or reshaped
+        pass
+    return "adamw_torch"
 
 
 def report_to(cfg: RunConfig) -> tuple[list[str], str]:
