@@ -33,6 +33,11 @@ def _method_flag(cfg: RunConfig) -> str | None:
 
 
 def _toml_value(value: Any) -> str:
+    """One-line TOML for a --set value (tomli_w writes arrays over several lines)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 

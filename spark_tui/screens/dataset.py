@@ -161,7 +161,7 @@ class DatasetScreen(StepScreen):
                         yield Label("Column map")
                         yield Input(
                             ", ".join(f"{k}={v}" for k, v in cfg.column_map.items()),
-                            placeholder="question=instruction, answer=output",
+                            placeholder="only if columns differ, e.g. question=instruction",
                             id="column-map",
                             compact=True,
                         )
@@ -404,10 +404,12 @@ class DatasetScreen(StepScreen):
         if fmt["column_map"]:
             lines.append("Columns mapped: " + ", ".join(f"{k}→{v}" for k, v in fmt["column_map"].items()))
         ok = [o for o, v in fit.items() if v["ok"]]
-        lines.append(f"[b]Trains[/b] {', '.join(ok)} — {fit[objective]['why']}")
+        lines.append(f"[b]Can train[/b] {', '.join(ok)} — {fit[objective]['why']}")
         if rep.get("chat_template"):
             ct = rep["chat_template"]
-            lines.append(f"Chat template: {ct.get('name') or ct.get('source') or ct}")
+            name = "the model's own" if ct.get("name") == "model" else str(ct.get("name", "")).upper()
+            note = f" — {ct['note']}" if ct.get("note") and ct.get("name") != "model" else ""
+            lines.append(f"Chat template: {name}{note}")
         for note in source.notes[:2]:
             lines.append(f"[dim]{note}[/dim]")
         self.query_one("#format-text", Static).update("\n".join(lines))
@@ -479,6 +481,10 @@ class DatasetScreen(StepScreen):
         return True, ""
 
     def commit(self) -> None:
+        cfg = self.app.config
+        if cfg.data.path == str(data_core.bundled_dataset_path(cfg.method.objective)):
+            # The bundled set for this objective: keep run.toml portable across machines.
+            cfg.data.path = "default"
         rep = self.prepared.report
         self.app.data_report = {"format": rep["format"]["name"], "report": rep}
 

@@ -13,6 +13,15 @@ from spark_tui.core.errors import SparkError
 from spark_tui.screens.base import StepScreen
 
 
+def verdict_line(verdict: memory.Verdict) -> str:
+    """"Fits · lora · peak ≈ 3.1 GB of 24.3 GB · headroom 87 %" (the Memory and Review steps)."""
+    e = verdict.estimate
+    return (
+        f"{verdict.label} · {e.settings.method} · peak ≈ {memory.fmt_gb(e.total)} of "
+        f"{memory.fmt_gb(verdict.budget)} · headroom {verdict.headroom * 100:.0f} %"
+    )
+
+
 def probe_text(p: hardware.HardwareProbe) -> str:
     gb = hardware.fmt_bytes
     budget = p.budget()
@@ -26,7 +35,7 @@ def probe_text(p: hardware.HardwareProbe) -> str:
             mem = f"{gb(g.memory_used)}/{gb(g.memory_total)}" if g.memory_total else "memory not reported (unified)"
             parts.append(f"GPU {g.name}: {mem}")
     else:
-        parts.append(f"GPU: none ({p.nvml_status})")
+        parts.append("GPU: none — training runs on the CPU (fine for the bundled model)")
     return "\n".join(parts)
 
 
@@ -107,8 +116,7 @@ class MemoryScreen(StepScreen):
         self.query_one("#probe", Static).update(probe_text(probe))
         v = self.query_one("#verdict", Static)
         v.set_classes(verdict.status)
-        method = verdict.estimate.settings.method
-        v.update(f"{verdict.label} · {method} · {verdict.summary.split(': ', 1)[-1]}")
+        v.update(verdict_line(verdict))
         table = self.query_one("#breakdown", DataTable)
         table.clear()
         for label, value in verdict.estimate.rows():
@@ -124,6 +132,8 @@ class MemoryScreen(StepScreen):
             )
         for w in verdict.warnings:
             ol.add_option(Option(f"⚠ {w}", disabled=True))
+        if ol.option_count == 0:
+            ol.add_option(Option("None needed: this run fits as it is.", disabled=True))
         self.query_one("#drop-cache", Button).set_class(
             verdict.drop_cache_hint and probe.unified_memory, "visible"
         )

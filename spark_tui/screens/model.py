@@ -15,14 +15,15 @@ from spark_tui.screens.base import StepScreen
 def _entry_label(e: catalog.CatalogEntry) -> str:
     lock = " (gated)" if e.gated else ""
     if e.id == "default":
-        return f"★ Default: {e.name.replace(' (bundled)', '')} (offline)"
+        return f"★ Default: {e.name.replace(' (bundled)', '').replace(' Instruct', '')}, offline"
     return f"{e.name} {lock}"
 
 
 def render_card(info: model_sources.ModelInfo) -> str:
     """The model card as Rich markup (kept here: presentation only)."""
     a = info.arch
-    lines = [f"[b]{info.name}[/b]  [dim]({info.source})[/dim]"]
+    source = "" if f"({info.source})" in info.name else f"  [dim]({info.source})[/dim]"
+    lines = [f"[b]{info.name}[/b]{source}"]
     if info.hub_id and info.hub_id != info.name:
         lines.append(f"Hub: {info.hub_id}")
     lines.append(f"Size: {info.size_label()} parameters")
@@ -72,7 +73,7 @@ class ModelScreen(StepScreen):
                 yield Static("Pick a model.", id="model-card")
         with Horizontal(id="trust-row", classes="field-row"):
             yield Switch(value=False, id="trust-remote-code", animate=False)
-            yield Label("trust_remote_code (runs code shipped with the model: only for models you trust)")
+            yield Label("trust_remote_code: runs the model's own code (trusted models only)")
 
     def on_mount(self) -> None:
         cfg = self.app.config.model

@@ -14,6 +14,7 @@ from spark_tui.core import memory, runs
 from spark_tui.core.cli_equiv import train_command_text
 from spark_tui.core.errors import SparkError
 from spark_tui.screens.base import StepScreen
+from spark_tui.screens.memory import verdict_line
 
 
 def summary_text(cfg: RunConfig) -> str:
@@ -107,7 +108,7 @@ class ReviewScreen(StepScreen):
                 self.app.probe = probe
             v = memory.verdict(memory.estimate_config(self.app.config, hardware=probe), probe,
                                with_suggestions=False)
-            text, cls = v.summary, v.status
+            text, cls = verdict_line(v), v.status
         except SparkError as exc:
             text, cls = f"No memory estimate: {exc}", ""
         self.app.call_from_thread(self._show_verdict, text, cls)
