@@ -131,8 +131,8 @@ class SparkTuiApp(App):
         idle_after_done = 0
         while not worker.is_cancelled:
             up = follower.poll()
-            if up.changed or follower.metrics is not None:
-                self.call_from_thread(self._dispatch_follow, up, list(follower.metrics))
+            # Every poll, even without new lines: the status (step, ETA, state) moves on its own.
+            self.call_from_thread(self._dispatch_follow, up, list(follower.metrics))
             if up.done:
                 idle_after_done += 1
                 if idle_after_done > 2:  # a final state read twice more: nothing left to tail

@@ -69,8 +69,9 @@ def _reject(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[s
     from rich.progress import Progress
 
     from spark_tui.core.data import recipes as r
+    from spark_tui.core.data.tokenizer import load_tokenizer
     from spark_tui.core.lazy import warm_imports
-    from spark_tui.core.models import load_tokenizer, quiet_transformers, resolve_model_path
+    from spark_tui.core.models import quiet_transformers, resolve_model_path
 
     warm_imports()
     from transformers import AutoModelForCausalLM

@@ -190,21 +190,3 @@ def resolve_model_path(model_id: str) -> str:
         raise ModelError(f"model folder {model_id} does not exist")
     return model_id
 
-
-def load_tokenizer(model_id: str, *, trust_remote_code: bool = False):
-    """The tokenizer of a model choice (the default model is converted on first use)."""
-    from spark_tui.core.lazy import warm_imports
-
-    warm_imports()
-    from transformers import AutoTokenizer
-
-    path = resolve_model_path(model_id)
-    try:
-        with quiet_transformers():
-            return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"could not load the tokenizer of {model_id}: {first} "
-            "(offline, a gated model without access, or not a model id?)"
-        ) from exc

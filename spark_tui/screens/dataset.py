@@ -31,8 +31,8 @@ from textual.widgets.selection_list import Selection
 from textual.worker import get_current_worker
 
 from spark_tui.core import data as data_core
+from spark_tui.core.data.tokenizer import load_tokenizer
 from spark_tui.core.errors import SparkError
-from spark_tui.core.models import load_tokenizer
 from spark_tui.screens.base import StepScreen
 from spark_tui.widgets.charts import MetricChart
 

@@ -28,12 +28,7 @@ sft_run = conftest_eval.sft_run
 async def test_evaluate_shows_base_vs_tuned_and_chat_streams(sft_run, spark_home, wait_until):
     app = SparkTuiApp(preload=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        app.current_run = sft_run
-        app.config = sft_run.config()
-        app.show_step("evaluate")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, EvaluateScreen)
+        screen = await _open_evaluate(app, pilot, sft_run)
         saved = screen.result  # an eval.json from an earlier evaluation is shown at once
         await pilot.press("e")
         await wait_until(pilot, lambda: screen.result is not None and screen.result is not saved, 600,
@@ -59,6 +54,20 @@ async def test_evaluate_shows_base_vs_tuned_and_chat_streams(sft_run, spark_home
         assert answer["role"] == "assistant" and answer["content"].strip()
 
 
+async def _open_evaluate(app, pilot, run, tab: str | None = None) -> EvaluateScreen:
+    """Show the Evaluate step for `run` (optionally on one tab)."""
+    app.current_run = run
+    app.config = run.config()
+    app.show_step("evaluate")
+    await pilot.pause()
+    screen = app.screen
+    assert isinstance(screen, EvaluateScreen)
+    if tab:
+        screen.query_one("#eval-tabs").active = tab
+        await pilot.pause()
+    return screen
+
+
 def _fake_run(rank: int, losses: list[float]) -> runs.Run:
     cfg = RunConfig(name=f"r{rank}")
     cfg.lora.r = rank
@@ -75,13 +84,7 @@ async def test_compare_draws_two_curves_and_lists_differing_key(spark_home):
     _fake_run(16, [3.0, 2.2, 1.7, 1.4])
     app = SparkTuiApp(preload=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        app.current_run = a
-        app.config = a.config()
-        app.show_step("evaluate")
-        await pilot.pause()
-        screen = app.screen
-        screen.query_one("#eval-tabs").active = "tab-compare"
-        await pilot.pause()
+        screen = await _open_evaluate(app, pilot, a, "tab-compare")
         sl = screen.query_one("#compare-runs", SelectionList)
         sl.select_all()
         await pilot.pause()
@@ -112,13 +115,7 @@ async def test_sweep_tab_queues_runs_and_plots_metric_vs_parameter(spark_home, m
     monkeypatch.setattr(sweep_core, "run_sweep", fake_run_sweep)
     app = SparkTuiApp(preload=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        app.current_run = base
-        app.config = base.config()
-        app.show_step("evaluate")
-        await pilot.pause()
-        screen = app.screen
-        screen.query_one("#eval-tabs").active = "tab-sweep"
-        await pilot.pause()
+        screen = await _open_evaluate(app, pilot, base, "tab-sweep")
         screen.query_one("#sweep-param", Select).value = "lora.r"
         screen.query_one("#sweep-values").value = "4,8"
         screen.query_one("#run-sweep", Button).press()

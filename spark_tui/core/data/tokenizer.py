@@ -35,6 +35,9 @@ def load_tokenizer(
                 f"the model '{model}' is not a local folder and this machine is offline; "
                 "download it first or pick a local model folder"
             )
+    from spark_tui.core.lazy import warm_imports
+
+    warm_imports()  # workers in the TUI may get here first, from several threads
     try:
         from transformers import AutoTokenizer
 
