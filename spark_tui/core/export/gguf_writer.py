@@ -46,6 +46,8 @@ from spark_tui.core.export.common import (
     atomic_output,
     report,
 )
+from spark_tui.core.export.gguf_vocab import build_vocab, write_vocab
+from spark_tui.core.export.tensor_source import TensorSource
 
 # HF architecture -> GGUF architecture name.
 SUPPORTED_ARCHITECTURES: dict[str, str] = {
@@ -55,19 +57,6 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
 }
 # Types written directly by this module (K-quants go through quantize.py).
 DIRECT_TYPES = ("f32", "f16", "bf16", "q8_0")
-SUPPORTED_PRE_TOKENIZERS = ("llama-bpe", "qwen2", "smollm", "gpt-2")
-
-# Pre-tokenizer split regexes as they appear in tokenizer.json files.
-_LLAMA3_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-_QWEN2_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-_SPLIT_NAMES = {_LLAMA3_SPLIT: "llama-bpe", _QWEN2_SPLIT: "qwen2"}
-
 log = logging.getLogger(__name__)
 
 
@@ -87,18 +76,6 @@ class GGUFExport:
     tied_embeddings: bool
     rope_scaling: str | None
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class VocabInfo:
-    model: str  # "llama" (SentencePiece) or "gpt2" (byte-level BPE)
-    pre: str | None
-    tokens: list[str]
-    scores: list[float] | None
-    types: list[int]
-    merges: list[str]
-    add_bos: bool
-    add_eos: bool
 
 
 # ---------------------------------------------------------------------------
@@ -180,57 +157,6 @@ def _head_dim(config: dict[str, Any]) -> int:
 # tensors
 
 
-class _TensorSource:
-    """Lazy access to the checkpoint's tensors (safetensors, or torch .bin as a fallback)."""
-
-    def __init__(self, model_dir: Path):
-        self.model_dir = Path(model_dir)
-        self._where: dict[str, Path] = {}
-        self._shapes: dict[str, tuple[int, ...]] = {}
-        self._bin: dict[str, Any] | None = None
-        files = sorted(self.model_dir.glob("*.safetensors"))
-        if files:
-            from safetensors import safe_open
-
-            for f in files:
-                with safe_open(str(f), framework="pt") as sf:
-                    for key in sf.keys():  # noqa: SIM118 - safe_open has no __iter__
-                        self._where[key] = f
-                        self._shapes[key] = tuple(sf.get_slice(key).get_shape())
-            return
-        bins = sorted(self.model_dir.glob("pytorch_model*.bin"))
-        if not bins:
-            raise ExportError(
-                f"{self.model_dir}: no *.safetensors or pytorch_model*.bin weights found"
-            )
-        import torch
-
-        self._bin = {}
-        for f in bins:
-            sd = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
-            self._bin.update(sd)
-        self._shapes = {k: tuple(v.shape) for k, v in self._bin.items()}
-
-    def names(self) -> list[str]:
-        return list(self._shapes)
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        return self._shapes[name]
-
-    def load(self, name: str) -> np.ndarray:
-        """The tensor as float32 numpy (bf16/f16 widened exactly)."""
-        import torch
-
-        if self._bin is not None:
-            t = self._bin[name]
-        else:
-            from safetensors import safe_open
-
-            with safe_open(str(self._where[name]), framework="pt") as sf:
-                t = sf.get_tensor(name)
-        return t.to(torch.float32).numpy()
-
-
 def _permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     """Undo HF's rotate-half Q/K layout into the interleaved layout llama.cpp uses."""
     shape = w.shape
@@ -287,209 +213,6 @@ def _nbytes(gguf_mod: Any, shape: tuple[int, ...], qtype: Any) -> tuple[tuple[in
 
 
 # ---------------------------------------------------------------------------
-# vocabulary
-
-
-def _load_tokenizer(model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(model_dir))
-    except Exception as exc:  # transformers raises many types here
-        raise ExportError(
-            f"{model_dir}: cannot load the tokenizer ({exc}); the folder must hold "
-            "tokenizer.json / tokenizer_config.json (or tokenizer.model)"
-        ) from exc
-
-
-def _tokenizer_json(model_dir: Path) -> dict[str, Any] | None:
-    path = Path(model_dir) / "tokenizer.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _flatten_pretok(pt: dict[str, Any] | None) -> list[dict[str, Any]]:
-    if not pt:
-        return []
-    if pt.get("type") == "Sequence":
-        out: list[dict[str, Any]] = []
-        for p in pt.get("pretokenizers", []):
-            out.extend(_flatten_pretok(p))
-        return out
-    return [pt]
-
-
-def detect_pre_tokenizer(tj: dict[str, Any]) -> str:
-    """llama.cpp's pre-tokenizer name for a byte-level BPE tokenizer.json."""
-    parts = _flatten_pretok(tj.get("pre_tokenizer"))
-    kinds = [p.get("type") for p in parts]
-    if kinds == ["Split", "ByteLevel"] and not parts[1].get("use_regex", True):
-        pattern = (parts[0].get("pattern") or {}).get("Regex")
-        if pattern in _SPLIT_NAMES:
-            return _SPLIT_NAMES[pattern]
-    if (
-        kinds == ["Digits", "ByteLevel"]
-        and parts[0].get("individual_digits")
-        and parts[1].get("use_regex", True)
-    ):
-        return "smollm"
-    if kinds == ["ByteLevel"] and parts[0].get("use_regex", True):
-        return "gpt-2"  # llama.cpp's name for the GPT-2 split regex
-    raise UnsupportedModelError(
-        f"tokenizer.json: pre-tokenizer {json.dumps(tj.get('pre_tokenizer'))[:300]} is not one "
-        f"the GGUF exporter recognises ({', '.join(SUPPORTED_PRE_TOKENIZERS)}); llama.cpp would "
-        "split text differently from Hugging Face. Use a llama.cpp checkout for this model."
-    )
-
-
-def _special_flags(tok: Any) -> tuple[bool, bool]:
-    """Whether the HF tokenizer adds BOS / EOS on its own (what llama.cpp must mimic)."""
-    ids = tok("a", add_special_tokens=True)["input_ids"]
-    plain = tok("a", add_special_tokens=False)["input_ids"]
-    bos, eos = tok.bos_token_id, tok.eos_token_id
-    add_bos = bos is not None and len(ids) > len(plain) and ids[0] == bos
-    add_eos = eos is not None and len(ids) > len(plain) and ids[-1] == eos
-    return add_bos, add_eos
-
-
-def _added_tokens(tok: Any) -> dict[int, Any]:
-    try:
-        return dict(tok.added_tokens_decoder)
-    except AttributeError:  # pragma: no cover - every fast tokenizer has it
-        return {}
-
-
-def build_vocab(model_dir: Path, n_vocab: int, gguf_mod: Any) -> VocabInfo:
-    """Tokens, scores, types and merges the way llama.cpp expects them."""
-    TT = gguf_mod.TokenType
-    tok = _load_tokenizer(model_dir)
-    tj = _tokenizer_json(model_dir)
-    added = _added_tokens(tok)
-    add_bos, add_eos = _special_flags(tok)
-    sp_path = Path(model_dir) / "tokenizer.model"
-    tmodel = (tj or {}).get("model", {})
-
-    is_bpe = tj is not None and tmodel.get("type") == "BPE"
-    byte_level = (
-        is_bpe
-        and not tmodel.get("byte_fallback")
-        and (
-            (tj.get("decoder") or {}).get("type") == "ByteLevel"
-            or any(p.get("type") == "ByteLevel" for p in _flatten_pretok(tj.get("pre_tokenizer")))
-        )
-    )
-    if sp_path.is_file() and not byte_level:
-        tokens, scores, types = _spm_from_model(sp_path, TT)
-        model, pre, merges = "llama", "default", []
-    elif is_bpe and tmodel.get("byte_fallback"):
-        tokens, scores, types = _spm_from_json(tj, TT)
-        model, pre, merges = "llama", "default", []
-    elif byte_level:
-        pre = detect_pre_tokenizer(tj)
-        vocab = tok.get_vocab()
-        tokens = [""] * (max(vocab.values()) + 1)
-        for text, idx in vocab.items():
-            tokens[idx] = text
-        types = [int(TT.NORMAL)] * len(tokens)
-        scores = None
-        model, merges = "gpt2", []
-    else:
-        kind = tmodel.get("type") if tj else "no tokenizer.json"
-        raise UnsupportedModelError(
-            f"{model_dir}: tokenizer type {kind!r} is not supported for GGUF export "
-            "(supported: SentencePiece / BPE-with-byte-fallback, byte-level BPE)"
-        )
-
-    # Extend to the model's vocabulary and mark added tokens.
-    if len(tokens) > n_vocab or max(added, default=-1) >= n_vocab:
-        raise ExportError(
-            f"{model_dir}: the tokenizer has {max(len(tokens), max(added, default=-1) + 1)} tokens "
-            f"but the model's embedding has {n_vocab} rows; resize the embeddings "
-            "(model.resize_token_embeddings) before exporting"
-        )
-    while len(tokens) < n_vocab:
-        tokens.append("")
-        types.append(int(TT.UNUSED))
-        if scores is not None:
-            scores.append(-1000.0)
-    for idx, at in added.items():
-        content = getattr(at, "content", str(at))
-        tokens[idx] = content
-        special = bool(getattr(at, "special", False))
-        if types[idx] in (int(TT.UNKNOWN), int(TT.BYTE)):
-            continue
-        if model == "gpt2" or special or types[idx] == int(TT.UNUSED):
-            types[idx] = int(TT.CONTROL if special else TT.USER_DEFINED)
-        if scores is not None and special:
-            scores[idx] = 0.0
-    for i, t in enumerate(tokens):
-        if t == "":
-            tokens[i] = f"[PAD{i}]"
-            types[i] = int(TT.UNUSED)
-    return VocabInfo(model, pre, tokens, scores, types, merges, add_bos, add_eos)
-
-
-def _spm_from_model(path: Path, TT: Any) -> tuple[list[str], list[float], list[int]]:
-    from sentencepiece import SentencePieceProcessor
-
-    sp = SentencePieceProcessor()
-    try:
-        sp.LoadFromFile(str(path))
-    except (OSError, RuntimeError) as exc:
-        raise ExportError(f"{path}: not a readable SentencePiece model ({exc})") from exc
-    tokens, scores, types = [], [], []
-    for i in range(sp.vocab_size()):
-        tokens.append(sp.IdToPiece(i))
-        scores.append(float(sp.GetScore(i)))
-        if sp.IsUnknown(i):
-            t = TT.UNKNOWN
-        elif sp.IsControl(i):
-            t = TT.CONTROL
-        elif sp.IsUnused(i):
-            t = TT.UNUSED
-        elif sp.IsByte(i):
-            t = TT.BYTE
-        else:
-            t = TT.NORMAL
-        types.append(int(t))
-    return tokens, scores, types
-
-
-def _spm_from_json(tj: dict[str, Any], TT: Any) -> tuple[list[str], list[float], list[int]]:
-    """A SentencePiece-style BPE (byte fallback) from tokenizer.json alone.
-
-    llama.cpp's SPM tokenizer merges the adjacent pair whose *result* has the
-    highest score; HF merges the pair with the lowest rank.  Giving each token
-    the score -rank of the first merge that produces it makes both agree.
-    """
-    model = tj["model"]
-    vocab: dict[str, int] = model["vocab"]
-    size = max(vocab.values()) + 1 if vocab else 0
-    tokens = [""] * size
-    for text, idx in vocab.items():
-        tokens[idx] = text
-    rank: dict[str, int] = {}
-    for r, m in enumerate(model.get("merges") or []):
-        a, b = m if isinstance(m, list) else m.split(" ", 1)
-        rank.setdefault(a + b, r)
-    scores, types = [], []
-    unk = model.get("unk_token")
-    for text in tokens:
-        if text in rank:
-            scores.append(-float(rank[text]))
-        else:
-            scores.append(-1e6 if len(text) > 1 else 0.0)
-        if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", text):
-            types.append(int(TT.BYTE))
-        elif unk is not None and text == unk:
-            types.append(int(TT.UNKNOWN))
-        else:
-            types.append(int(TT.NORMAL))
-    return tokens, scores, types
-
-
-# ---------------------------------------------------------------------------
 # main entry point
 
 
@@ -532,7 +255,7 @@ def export_gguf(
             "exporter (supported: none, linear, llama3, yarn)"
         )
 
-    src = _TensorSource(model_dir)
+    src = TensorSource(model_dir)
     names = src.names()
     embed_name = "model.embed_tokens.weight"
     if embed_name not in names:
@@ -618,7 +341,7 @@ def export_gguf(
                 rope_type,
                 scaling,
             )
-            _write_vocab(gw, gguf, model_dir, vocab, n_vocab)
+            write_vocab(gw, gguf, model_dir, vocab, n_vocab)
             for p in plan:
                 shape, dtype, nbytes = _nbytes(gguf, p.shape, p.qtype)
                 raw = (
@@ -698,33 +421,6 @@ def _write_metadata(
         gw.add_rope_scaling_orig_ctx_len(int(scaling.get("original_max_position_embeddings", 0)))
     gw.add_file_type(int(ftype))
     gw.add_quantization_version(gguf.GGML_QUANT_VERSION)
-
-
-def _write_vocab(gw, gguf, model_dir: Path, vocab: VocabInfo, n_vocab: int) -> None:
-    gw.add_tokenizer_model(vocab.model)
-    if vocab.pre:
-        gw.add_tokenizer_pre(vocab.pre)
-    gw.add_token_list([t.encode("utf-8") for t in vocab.tokens])
-    if vocab.scores is not None:
-        gw.add_token_scores(vocab.scores)
-    gw.add_token_types(vocab.types)
-    special = gguf.SpecialVocab(model_dir, load_merges=vocab.model == "gpt2", n_vocab=n_vocab)
-    if vocab.model == "gpt2" and not special.merges:
-        raise ExportError(f"{model_dir}: byte-level BPE tokenizer without merges; cannot export")
-    # What the HF tokenizer really does beats what the config files claim.
-    special.add_special_token["bos"] = vocab.add_bos
-    special.add_special_token["eos"] = vocab.add_eos
-    _quiet(lambda: special.add_to_gguf(gw, quiet=True))
-
-
-def _quiet(fn) -> None:
-    logger = logging.getLogger("gguf")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        fn()
-    finally:
-        logger.setLevel(level)
 
 
 def iter_gguf_metadata(path: str | Path) -> Iterator[tuple[str, Any]]:

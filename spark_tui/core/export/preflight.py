@@ -50,8 +50,10 @@ class DiskPlan:
 
 def count_parameters(model_dir: str | Path) -> int:
     """Number of weights in a HF folder (safetensors headers; config estimate otherwise)."""
+    from spark_tui.core.export.tensor_source import safetensors_files
+
     model_dir = Path(model_dir)
-    files = sorted(model_dir.glob("*.safetensors"))
+    files = safetensors_files(model_dir)
     if files:
         from safetensors import safe_open
 

@@ -9,11 +9,8 @@ import numpy as np
 import pytest
 
 from spark_tui.core.export.common import UnsupportedModelError
-from spark_tui.core.export.gguf_writer import (
-    detect_pre_tokenizer,
-    export_gguf,
-    llama3_rope_factors,
-)
+from spark_tui.core.export.gguf_vocab import detect_pre_tokenizer
+from spark_tui.core.export.gguf_writer import export_gguf, llama3_rope_factors
 from spark_tui.core.export.verify import verify_gguf
 
 pytestmark = pytest.mark.slow
