@@ -168,13 +168,23 @@ def _natural_key(name: str) -> tuple:
 
 
 @dataclass
-class _PlannedTensor:
+class PlannedTensor:
     gguf_name: str
     hf_name: str | None  # None for generated tensors (rope_freqs)
     shape: tuple[int, ...]
     qtype: Any  # gguf.GGMLQuantizationType
     permute_heads: int = 0
     data: np.ndarray | None = None  # generated tensors only
+
+    def source_data(self, src: TensorSource) -> np.ndarray:
+        """The float32 values this GGUF tensor holds before encoding (layout transforms
+        applied): what the writer encodes and what verification compares against."""
+        if self.data is not None:
+            return self.data
+        data = src.load(self.hf_name)  # type: ignore[arg-type]
+        if self.permute_heads:
+            data = _permute_qk(data, self.permute_heads)
+        return data
 
 
 def _choose_type(gguf_mod: Any, out_type: str, shape: tuple[int, ...], name: str) -> Any:
@@ -212,6 +222,132 @@ def _nbytes(gguf_mod: Any, shape: tuple[int, ...], qtype: Any) -> tuple[tuple[in
     return byte_shape, np.uint8, int(np.prod(byte_shape))
 
 
+@dataclass
+class TensorPlan:
+    """Everything `export_gguf` decides before writing: the shared source of truth for
+    the writer and for the tensor verification (which re-derives each GGUF tensor from
+    the safetensors the same way)."""
+
+    model_dir: Path
+    config: dict[str, Any]
+    hf_arch: str
+    arch_name: str
+    out_type: str
+    src: TensorSource
+    tensors: list[PlannedTensor]
+    n_vocab: int
+    n_layer: int
+    n_head: int
+    n_kv: int
+    head_dim: int
+    theta: float
+    rope_type: str
+    scaling: dict[str, Any]
+    tied: bool
+    notes: list[str] = field(default_factory=list)
+
+    def by_gguf_name(self) -> dict[str, PlannedTensor]:
+        return {p.gguf_name: p for p in self.tensors}
+
+
+def plan_tensors(model_dir: str | Path, out_type: str = "f16") -> TensorPlan:
+    """Map every checkpoint tensor to its GGUF name, type and layout transform."""
+    import gguf
+
+    model_dir = Path(model_dir)
+    out_type = out_type.lower()
+    config = read_config(model_dir)
+    hf_arch, arch_name = gguf_arch_for(config, str(model_dir / "config.json"))
+    arch = next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch_name)
+    notes: list[str] = []
+
+    n_layer = int(config["num_hidden_layers"])
+    n_head = int(config["num_attention_heads"])
+    n_kv = int(config.get("num_key_value_heads") or n_head)
+    head_dim = _head_dim(config)
+    theta, scaling = _rope(config)
+    rope_type = _rope_type(scaling)
+    if rope_type not in ("default", "linear", "llama3", "yarn"):
+        raise UnsupportedModelError(
+            f"{model_dir / 'config.json'}: RoPE scaling {rope_type!r} is not supported by the GGUF "
+            "exporter (supported: none, linear, llama3, yarn)"
+        )
+
+    src = TensorSource(model_dir)
+    names = src.names()
+    embed_name = "model.embed_tokens.weight"
+    if embed_name not in names:
+        raise ExportError(f"{model_dir}: no {embed_name} in the weights; is this a causal LM?")
+    n_vocab = src.shape(embed_name)[0]
+    tied = bool(config.get("tie_word_embeddings", False)) or "lm_head.weight" not in names
+
+    tmap = gguf.get_tensor_name_map(arch, n_layer)
+    plan: list[PlannedTensor] = []
+    for hf_name in sorted(names, key=_natural_key):
+        if hf_name.endswith("rotary_emb.inv_freq"):
+            continue
+        if hf_name == "lm_head.weight" and tied:
+            continue
+        gname = tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gname is None:
+            raise UnsupportedModelError(
+                f"{model_dir}: tensor {hf_name!r} has no GGUF counterpart for arch {arch_name}; "
+                "the checkpoint has extra modules the exporter does not know"
+            )
+        shape = src.shape(hf_name)
+        permute = 0
+        if arch_name == "llama":
+            if ".self_attn.q_proj." in hf_name:
+                permute = n_head
+            elif ".self_attn.k_proj." in hf_name:
+                permute = n_kv
+        plan.append(
+            PlannedTensor(
+                gname, hf_name, shape, _choose_type(gguf, out_type, shape, gname), permute
+            )
+        )
+    if tied:
+        notes.append("tied embeddings: no output.weight (llama.cpp reuses token_embd)")
+    if rope_type == "llama3":
+        factors = llama3_rope_factors(config)
+        plan.append(
+            PlannedTensor(
+                gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
+                None,
+                tuple(factors.shape),
+                gguf.GGMLQuantizationType.F32,
+                data=factors,
+            )
+        )
+        notes.append("llama3 RoPE scaling written as rope_freqs tensor")
+    fallback = [
+        p.gguf_name
+        for p in plan
+        if out_type == "q8_0" and len(p.shape) > 1 and p.qtype != gguf.GGMLQuantizationType.Q8_0
+    ]
+    if fallback:
+        notes.append(f"{len(fallback)} tensor(s) kept in f16 (rows not divisible by 32)")
+    return TensorPlan(
+        model_dir=model_dir,
+        config=config,
+        hf_arch=hf_arch,
+        arch_name=arch_name,
+        out_type=out_type,
+        src=src,
+        tensors=plan,
+        n_vocab=n_vocab,
+        n_layer=n_layer,
+        n_head=n_head,
+        n_kv=n_kv,
+        head_dim=head_dim,
+        theta=theta,
+        rope_type=rope_type,
+        scaling=scaling,
+        tied=tied,
+        notes=notes,
+    )
+
+
 # ---------------------------------------------------------------------------
 # main entry point
 
@@ -238,80 +374,9 @@ def export_gguf(
             f"GGUF type {out_type!r} cannot be written directly; direct types: "
             f"{', '.join(DIRECT_TYPES)} (K-quants are made from the f16 file by llama.cpp)"
         )
-    config = read_config(model_dir)
-    hf_arch, arch_name = gguf_arch_for(config, str(model_dir / "config.json"))
-    arch = next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch_name)
-    notes: list[str] = []
-
-    n_layer = int(config["num_hidden_layers"])
-    n_head = int(config["num_attention_heads"])
-    n_kv = int(config.get("num_key_value_heads") or n_head)
-    head_dim = _head_dim(config)
-    theta, scaling = _rope(config)
-    rope_type = _rope_type(scaling)
-    if rope_type not in ("default", "linear", "llama3", "yarn"):
-        raise UnsupportedModelError(
-            f"{model_dir / 'config.json'}: RoPE scaling {rope_type!r} is not supported by the GGUF "
-            "exporter (supported: none, linear, llama3, yarn)"
-        )
-
-    src = TensorSource(model_dir)
-    names = src.names()
-    embed_name = "model.embed_tokens.weight"
-    if embed_name not in names:
-        raise ExportError(f"{model_dir}: no {embed_name} in the weights; is this a causal LM?")
-    n_vocab = src.shape(embed_name)[0]
-    tied = bool(config.get("tie_word_embeddings", False)) or "lm_head.weight" not in names
-
-    # --- plan the tensors --------------------------------------------------
-    tmap = gguf.get_tensor_name_map(arch, n_layer)
-    plan: list[_PlannedTensor] = []
-    for hf_name in sorted(names, key=_natural_key):
-        if hf_name.endswith("rotary_emb.inv_freq"):
-            continue
-        if hf_name == "lm_head.weight" and tied:
-            continue
-        gname = tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-        if gname is None:
-            raise UnsupportedModelError(
-                f"{model_dir}: tensor {hf_name!r} has no GGUF counterpart for arch {arch_name}; "
-                "the checkpoint has extra modules the exporter does not know"
-            )
-        shape = src.shape(hf_name)
-        permute = 0
-        if arch_name == "llama":
-            if ".self_attn.q_proj." in hf_name:
-                permute = n_head
-            elif ".self_attn.k_proj." in hf_name:
-                permute = n_kv
-        plan.append(
-            _PlannedTensor(
-                gname, hf_name, shape, _choose_type(gguf, out_type, shape, gname), permute
-            )
-        )
-    if tied:
-        notes.append("tied embeddings: no output.weight (llama.cpp reuses token_embd)")
-    if rope_type == "llama3":
-        factors = llama3_rope_factors(config)
-        plan.append(
-            _PlannedTensor(
-                gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
-                None,
-                tuple(factors.shape),
-                gguf.GGMLQuantizationType.F32,
-                data=factors,
-            )
-        )
-        notes.append("llama3 RoPE scaling written as rope_freqs tensor")
-    fallback = [
-        p.gguf_name
-        for p in plan
-        if out_type == "q8_0" and len(p.shape) > 1 and p.qtype != gguf.GGMLQuantizationType.Q8_0
-    ]
-    if fallback:
-        notes.append(f"{len(fallback)} tensor(s) kept in f16 (rows not divisible by 32)")
-
-    vocab = build_vocab(model_dir, n_vocab, gguf)
+    tp = plan_tensors(model_dir, out_type)
+    plan, src = tp.tensors, tp.src
+    vocab = build_vocab(model_dir, tp.n_vocab, gguf)
 
     ftype = {
         "f32": gguf.LlamaFileType.ALL_F32,
@@ -321,27 +386,11 @@ def export_gguf(
     }[out_type]
 
     total = len(plan)
-    written = 0
     with atomic_output(out_path) as tmp:
-        gw = gguf.GGUFWriter(str(tmp), arch_name)
+        gw = gguf.GGUFWriter(str(tmp), tp.arch_name)
         try:
-            _write_metadata(
-                gw,
-                gguf,
-                config,
-                model_dir,
-                name,
-                ftype,
-                n_vocab,
-                n_layer,
-                n_head,
-                n_kv,
-                head_dim,
-                theta,
-                rope_type,
-                scaling,
-            )
-            write_vocab(gw, gguf, model_dir, vocab, n_vocab)
+            _write_metadata(gw, gguf, tp, name, ftype)
+            write_vocab(gw, gguf, model_dir, vocab, tp.n_vocab)
             for p in plan:
                 shape, dtype, nbytes = _nbytes(gguf, p.shape, p.qtype)
                 raw = (
@@ -355,12 +404,9 @@ def export_gguf(
             gw.write_ti_data_to_file()
             report(progress, "write", 0, total)
             for i, p in enumerate(plan, 1):
-                data = p.data if p.data is not None else src.load(p.hf_name)  # type: ignore[arg-type]
-                if p.permute_heads:
-                    data = _permute_qk(data, p.permute_heads)
+                data = p.source_data(src)
                 enc = _encode(gguf, data, p.qtype)
                 gw.write_tensor_data(enc)
-                written += enc.nbytes
                 del data, enc
                 report(progress, "write", i, total)
         finally:
@@ -368,50 +414,37 @@ def export_gguf(
     return GGUFExport(
         path=out_path,
         out_type=out_type,
-        arch=arch_name,
-        hf_architecture=hf_arch,
+        arch=tp.arch_name,
+        hf_architecture=tp.hf_arch,
         tokenizer_model=vocab.model,
         tokenizer_pre=vocab.pre,
         n_tensors=total,
         n_bytes=out_path.stat().st_size,
-        n_vocab=n_vocab,
-        tied_embeddings=tied,
-        rope_scaling=None if rope_type == "default" else rope_type,
-        notes=notes,
+        n_vocab=tp.n_vocab,
+        tied_embeddings=tp.tied,
+        rope_scaling=None if tp.rope_type == "default" else tp.rope_type,
+        notes=tp.notes,
     )
 
 
-def _write_metadata(
-    gw,
-    gguf,
-    config,
-    model_dir,
-    name,
-    ftype,
-    n_vocab,
-    n_layer,
-    n_head,
-    n_kv,
-    head_dim,
-    theta,
-    rope_type,
-    scaling,
-) -> None:
+def _write_metadata(gw: Any, gguf: Any, tp: TensorPlan, name: str | None, ftype: Any) -> None:
+    config, model_dir, n_head, head_dim = tp.config, tp.model_dir, tp.n_head, tp.head_dim
+    rope_type, scaling = tp.rope_type, tp.scaling
     gw.add_type(gguf.GGUFType.MODEL)
     gw.add_name(name or Path(model_dir).name)
     gw.add_context_length(int(config.get("max_position_embeddings") or 4096))
     gw.add_embedding_length(int(config["hidden_size"]))
-    gw.add_block_count(n_layer)
+    gw.add_block_count(tp.n_layer)
     gw.add_feed_forward_length(int(config["intermediate_size"]))
     gw.add_head_count(n_head)
-    gw.add_head_count_kv(n_kv)
+    gw.add_head_count_kv(tp.n_kv)
     gw.add_layer_norm_rms_eps(float(config.get("rms_norm_eps") or 1e-6))
-    gw.add_rope_freq_base(theta)
+    gw.add_rope_freq_base(tp.theta)
     gw.add_rope_dimension_count(head_dim)
     if head_dim != int(config["hidden_size"]) // n_head:
         gw.add_key_length(head_dim)
         gw.add_value_length(head_dim)
-    gw.add_vocab_size(n_vocab)
+    gw.add_vocab_size(tp.n_vocab)
     if rope_type == "linear":
         gw.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         gw.add_rope_scaling_factor(float(scaling.get("factor", 1.0)))
