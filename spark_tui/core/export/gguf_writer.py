@@ -1,36 +1,32 @@
-"""Our own HF-folder -> GGUF exporter for the Llama family, built on the `gguf` library.
+"""Our own HF-folder -> GGUF exporter, built on the `gguf` library.
 
 No llama.cpp checkout is needed: the `gguf` package (GGUFWriter, the tensor
-name map, SpecialVocab, numpy quantizers) does the file format, and this module
-does what llama.cpp's converter does for the architectures we support:
+name map, SpecialVocab, numpy quantizers, Metadata) does the file format, and
+this module does what llama.cpp's converter does for the catalogue's
+architectures: Llama 2/3.x, TinyLlama, SmolLM2 and Mistral (GGUF arch
+``llama``), Qwen2/2.5 (``qwen2``), Gemma 2 (``gemma2``) and Phi-3/3.5
+(``phi3``).  What differs per architecture (layout transforms, generated RoPE
+tensors, extra keys, configs llama.cpp would run differently) lives in
+gguf_archs.py; the ``general.*`` metadata in gguf_meta.py; the vocabulary in
+gguf_vocab.py.
 
-* ``LlamaForCausalLM`` (Llama 2, Llama 3.x, TinyLlama, SmolLM2) and
-  ``MistralForCausalLM`` -> GGUF arch ``llama``.  The Q and K projections are
-  permuted back from HF's rotate-half layout to the interleaved one llama.cpp's
-  "normal" RoPE expects.  Llama 3.1+ ``llama3`` RoPE scaling becomes a
-  ``rope_freqs`` tensor of per-frequency divisors, as llama.cpp computes it.
-* ``Qwen2ForCausalLM`` (Qwen2 / 2.5) -> GGUF arch ``qwen2``: NeoX RoPE (no
-  permutation), Q/K/V biases kept.
-
-Tokenizers: SentencePiece vocabularies (``tokenizer.model``, or a
-``tokenizer.json`` BPE with byte fallback as transformers 5 saves them) become
-``tokenizer.ggml.model = "llama"`` with scores and token types; byte-level BPE
-becomes ``"gpt2"`` with merges and a pre-tokenizer name recognised from the
-``tokenizer.json`` pre-tokenizer (``llama-bpe``, ``qwen2``, ``smollm``,
-``gpt-2``).
+`plan_tensors` is the single definition of which GGUF tensor comes from which
+checkpoint tensor with which transform: the writer encodes
+`PlannedTensor.source_data`, and the tensor verification re-derives each GGUF
+tensor through the same call.
 
 Tensors are streamed one at a time (header and tensor table first, then each
 tensor is loaded, converted and written), so memory stays at one tensor on top
-of nothing.  1-D tensors (norms, biases) and ``rope_freqs`` stay F32; tied
-embeddings mean no ``output.weight``.  Direct outputs: f32, f16, bf16, q8_0.
-K-quants are made from the f16 file by llama.cpp's quantizer (quantize.py).
+of nothing.  1-D tensors (norms, biases) and generated RoPE factors stay F32;
+tied embeddings mean no ``output.weight``.  Direct outputs: f32, f16, bf16,
+q8_0.  K-quants are made from the f16 file by llama.cpp's quantizer
+(quantize.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from spark_tui.core.export import gguf_archs, gguf_meta
 from spark_tui.core.export.common import (
     ExportError,
     Progress,
@@ -46,15 +43,16 @@ from spark_tui.core.export.common import (
     atomic_output,
     report,
 )
+from spark_tui.core.export.gguf_archs import (  # noqa: F401 - re-exported
+    SUPPORTED_ARCHITECTURES,
+    head_dim_of,
+    llama3_rope_factors,
+    rope_settings,
+    rope_type_of,
+)
 from spark_tui.core.export.gguf_vocab import build_vocab, write_vocab
 from spark_tui.core.export.tensor_source import TensorSource
 
-# HF architecture -> GGUF architecture name.
-SUPPORTED_ARCHITECTURES: dict[str, str] = {
-    "LlamaForCausalLM": "llama",
-    "MistralForCausalLM": "llama",
-    "Qwen2ForCausalLM": "qwen2",
-}
 # Types written directly by this module (K-quants go through quantize.py).
 DIRECT_TYPES = ("f32", "f16", "bf16", "q8_0")
 log = logging.getLogger(__name__)
@@ -76,6 +74,9 @@ class GGUFExport:
     tied_embeddings: bool
     rope_scaling: str | None
     notes: list[str] = field(default_factory=list)
+    n_params: int = 0
+    size_label: str | None = None
+    general: dict[str, Any] = field(default_factory=dict)  # the general.* keys written
 
 
 # ---------------------------------------------------------------------------
@@ -96,7 +97,8 @@ def read_config(model_dir: Path) -> dict[str, Any]:
 
 
 def gguf_arch_for(config: dict[str, Any], source: str = "config.json") -> tuple[str, str]:
-    """(HF architecture, GGUF arch) or UnsupportedModelError naming what is supported."""
+    """(HF architecture, GGUF arch) or UnsupportedModelError naming what is supported
+    and the routes that remain."""
     archs = config.get("architectures") or []
     for a in archs:
         if a in SUPPORTED_ARCHITECTURES:
@@ -104,53 +106,9 @@ def gguf_arch_for(config: dict[str, Any], source: str = "config.json") -> tuple[
     found = ", ".join(archs) or f"model_type {config.get('model_type')!r}"
     raise UnsupportedModelError(
         f"{source}: GGUF export supports {', '.join(SUPPORTED_ARCHITECTURES)} "
-        f"(Llama 2/3.x, TinyLlama, SmolLM2, Mistral, Qwen2/2.5); this model is {found}. "
-        "Use a llama.cpp checkout (`--llama-cpp DIR`) for other architectures."
+        f"({gguf_archs.FAMILIES}); this model is {found}. "
+        f"To deploy it anyway, {gguf_archs.other_routes(archs[0] if archs else None)}."
     )
-
-
-def _rope(config: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    """(rope theta, scaling dict) across the transformers 4 and 5 config spellings."""
-    params = config.get("rope_parameters") or {}
-    scaling = config.get("rope_scaling") or {}
-    merged = {**params, **scaling}
-    theta = config.get("rope_theta") or merged.get("rope_theta") or 10000.0
-    return float(theta), merged
-
-
-def _rope_type(scaling: dict[str, Any]) -> str:
-    return str(scaling.get("rope_type") or scaling.get("type") or "default")
-
-
-def llama3_rope_factors(config: dict[str, Any]) -> np.ndarray:
-    """Per-frequency divisors for Llama 3.1+ RoPE scaling (llama.cpp's `rope_freqs`)."""
-    theta, sc = _rope(config)
-    head_dim = _head_dim(config)
-    factor = float(sc.get("factor", 8.0))
-    low = float(sc.get("low_freq_factor", 1.0))
-    high = float(sc.get("high_freq_factor", 4.0))
-    old_ctx = float(sc.get("original_max_position_embeddings", 8192))
-    low_wavelen = old_ctx / low
-    high_wavelen = old_ctx / high
-    inv = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
-    out = []
-    for f in inv:
-        wavelen = 2 * math.pi / f
-        if wavelen < high_wavelen:
-            out.append(1.0)
-        elif wavelen > low_wavelen:
-            out.append(factor)
-        else:
-            smooth = (old_ctx / wavelen - low) / (high - low)
-            out.append(1.0 / ((1 - smooth) / factor + smooth))
-    return np.asarray(out, dtype=np.float32)
-
-
-def _head_dim(config: dict[str, Any]) -> int:
-    hd = config.get("head_dim")
-    if hd:
-        return int(hd)
-    return int(config["hidden_size"]) // int(config["num_attention_heads"])
 
 
 # ---------------------------------------------------------------------------
@@ -175,6 +133,7 @@ class PlannedTensor:
     qtype: Any  # gguf.GGMLQuantizationType
     permute_heads: int = 0
     data: np.ndarray | None = None  # generated tensors only
+    offset: float = 0.0  # added to every value (Gemma's norms: HF's w means 1 + w)
 
     def source_data(self, src: TensorSource) -> np.ndarray:
         """The float32 values this GGUF tensor holds before encoding (layout transforms
@@ -184,6 +143,8 @@ class PlannedTensor:
         data = src.load(self.hf_name)  # type: ignore[arg-type]
         if self.permute_heads:
             data = _permute_qk(data, self.permute_heads)
+        if self.offset:
+            data = data + np.float32(self.offset)
         return data
 
 
@@ -249,6 +210,11 @@ class TensorPlan:
     def by_gguf_name(self) -> dict[str, PlannedTensor]:
         return {p.gguf_name: p for p in self.tensors}
 
+    @property
+    def n_params(self) -> int:
+        """Parameters as llama.cpp counts them for the size label (every tensor written)."""
+        return sum(int(np.prod(p.shape)) for p in self.tensors)
+
 
 def plan_tensors(model_dir: str | Path, out_type: str = "f16") -> TensorPlan:
     """Map every checkpoint tensor to its GGUF name, type and layout transform."""
@@ -264,14 +230,12 @@ def plan_tensors(model_dir: str | Path, out_type: str = "f16") -> TensorPlan:
     n_layer = int(config["num_hidden_layers"])
     n_head = int(config["num_attention_heads"])
     n_kv = int(config.get("num_key_value_heads") or n_head)
-    head_dim = _head_dim(config)
-    theta, scaling = _rope(config)
-    rope_type = _rope_type(scaling)
-    if rope_type not in ("default", "linear", "llama3", "yarn"):
-        raise UnsupportedModelError(
-            f"{model_dir / 'config.json'}: RoPE scaling {rope_type!r} is not supported by the GGUF "
-            "exporter (supported: none, linear, llama3, yarn)"
-        )
+    head_dim = head_dim_of(config)
+    theta, scaling = rope_settings(config)
+    rope_type = rope_type_of(scaling)
+    notes.extend(
+        gguf_archs.check_config(hf_arch, arch_name, config, str(model_dir / "config.json"))
+    )
 
     src = TensorSource(model_dir)
     names = src.names()
@@ -292,34 +256,21 @@ def plan_tensors(model_dir: str | Path, out_type: str = "f16") -> TensorPlan:
         if gname is None:
             raise UnsupportedModelError(
                 f"{model_dir}: tensor {hf_name!r} has no GGUF counterpart for arch {arch_name}; "
-                "the checkpoint has extra modules the exporter does not know"
+                "the checkpoint has extra modules the exporter does not know; "
+                f"{gguf_archs.other_routes(hf_arch)}"
             )
         shape = src.shape(hf_name)
-        permute = 0
-        if arch_name == "llama":
-            if ".self_attn.q_proj." in hf_name:
-                permute = n_head
-            elif ".self_attn.k_proj." in hf_name:
-                permute = n_kv
-        plan.append(
-            PlannedTensor(
-                gname, hf_name, shape, _choose_type(gguf, out_type, shape, gname), permute
-            )
-        )
+        permute, offset = gguf_archs.tensor_transform(arch_name, hf_name, n_head, n_kv)
+        qtype = _choose_type(gguf, out_type, shape, gname)
+        plan.append(PlannedTensor(gname, hf_name, shape, qtype, permute, offset=offset))
     if tied:
         notes.append("tied embeddings: no output.weight (llama.cpp reuses token_embd)")
-    if rope_type == "llama3":
-        factors = llama3_rope_factors(config)
+    for gname, data in gguf_archs.generated_tensors(arch_name, config, gguf):
         plan.append(
-            PlannedTensor(
-                gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight",
-                None,
-                tuple(factors.shape),
-                gguf.GGMLQuantizationType.F32,
-                data=factors,
-            )
+            PlannedTensor(gname, None, tuple(data.shape), gguf.GGMLQuantizationType.F32, data=data)
         )
-        notes.append("llama3 RoPE scaling written as rope_freqs tensor")
+    if note := gguf_archs.generated_note(arch_name, config):
+        notes.append(note)
     fallback = [
         p.gguf_name
         for p in plan
@@ -358,10 +309,21 @@ def export_gguf(
     out_type: str = "f16",
     *,
     name: str | None = None,
+    basename: str | None = None,
+    finetune: str | None = None,
+    license: str | None = None,  # noqa: A002 - the GGUF key's own name
+    base_model: str | list[str] | None = None,
+    size_label: str | None = None,
     progress: Progress | None = None,
 ) -> GGUFExport:
-    """Write `model_dir` (a HF Llama-family folder) as a GGUF file of `out_type`.
+    """Write `model_dir` (a HF folder of a supported architecture) as a GGUF of `out_type`.
 
+    general.* metadata: `name` (default: the model card's / folder's name),
+    `basename` (default: guessed from the base model or name, e.g. "SmolLM2"),
+    `finetune` (e.g. the run name), `license` (default: the model card's
+    ``license:``), `base_model` (Hub id(s) the fine-tune started from; default:
+    the model card's ``base_model:``), `size_label` (default: from the parameter
+    count, as llama.cpp computes it).  Explicit values win over the folder's.
     The file appears under `out_path` only once complete.
     """
     import gguf
@@ -377,6 +339,16 @@ def export_gguf(
     tp = plan_tensors(model_dir, out_type)
     plan, src = tp.tensors, tp.src
     vocab = build_vocab(model_dir, tp.n_vocab, gguf)
+    meta = gguf_meta.build_metadata(
+        model_dir,
+        tp.n_params,
+        name=name,
+        basename=basename,
+        finetune=finetune,
+        license=license,
+        base_model=base_model,
+        label=size_label,
+    )
 
     ftype = {
         "f32": gguf.LlamaFileType.ALL_F32,
@@ -389,8 +361,14 @@ def export_gguf(
     with atomic_output(out_path) as tmp:
         gw = gguf.GGUFWriter(str(tmp), tp.arch_name)
         try:
-            _write_metadata(gw, gguf, tp, name, ftype)
+            gw.add_type(gguf.GGUFType.MODEL)
+            gguf_meta.write_general(gw, meta)
+            gguf_archs.write_hparams(gw, gguf, tp.arch_name, tp.config, tp.n_layer)
+            gw.add_vocab_size(tp.n_vocab)
+            gw.add_file_type(int(ftype))
+            gw.add_quantization_version(gguf.GGML_QUANT_VERSION)
             write_vocab(gw, gguf, model_dir, vocab, tp.n_vocab)
+            gguf_archs.write_tokenizer_extras(gw, tp.arch_name)
             for p in plan:
                 shape, dtype, nbytes = _nbytes(gguf, p.shape, p.qtype)
                 raw = (
@@ -424,36 +402,10 @@ def export_gguf(
         tied_embeddings=tp.tied,
         rope_scaling=None if tp.rope_type == "default" else tp.rope_type,
         notes=tp.notes,
+        n_params=tp.n_params,
+        size_label=meta.size_label,
+        general=gguf_meta.general_keys(meta),
     )
-
-
-def _write_metadata(gw: Any, gguf: Any, tp: TensorPlan, name: str | None, ftype: Any) -> None:
-    config, model_dir, n_head, head_dim = tp.config, tp.model_dir, tp.n_head, tp.head_dim
-    rope_type, scaling = tp.rope_type, tp.scaling
-    gw.add_type(gguf.GGUFType.MODEL)
-    gw.add_name(name or Path(model_dir).name)
-    gw.add_context_length(int(config.get("max_position_embeddings") or 4096))
-    gw.add_embedding_length(int(config["hidden_size"]))
-    gw.add_block_count(tp.n_layer)
-    gw.add_feed_forward_length(int(config["intermediate_size"]))
-    gw.add_head_count(n_head)
-    gw.add_head_count_kv(tp.n_kv)
-    gw.add_layer_norm_rms_eps(float(config.get("rms_norm_eps") or 1e-6))
-    gw.add_rope_freq_base(tp.theta)
-    gw.add_rope_dimension_count(head_dim)
-    if head_dim != int(config["hidden_size"]) // n_head:
-        gw.add_key_length(head_dim)
-        gw.add_value_length(head_dim)
-    gw.add_vocab_size(tp.n_vocab)
-    if rope_type == "linear":
-        gw.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        gw.add_rope_scaling_factor(float(scaling.get("factor", 1.0)))
-    elif rope_type == "yarn":
-        gw.add_rope_scaling_type(gguf.RopeScalingType.YARN)
-        gw.add_rope_scaling_factor(float(scaling.get("factor", 1.0)))
-        gw.add_rope_scaling_orig_ctx_len(int(scaling.get("original_max_position_embeddings", 0)))
-    gw.add_file_type(int(ftype))
-    gw.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
 def iter_gguf_metadata(path: str | Path) -> Iterator[tuple[str, Any]]:

@@ -1,19 +1,36 @@
-"""Merge trained LoRA / DoRA adapters into the base weights (PEFT `merge_and_unload`).
+"""Merge trained LoRA / rsLoRA / DoRA / QLoRA adapters into the base weights.
 
-The result is a standard Hugging Face folder (safetensors, config, generation
-config, tokenizer with its chat template) that any tool can load, and that the
-GGUF exporter takes as input.
+The result is a standard Hugging Face folder (safetensors shards + index, config,
+generation config, tokenizer with its chat template, merge_report.json) that any
+tool can load, and that the GGUF exporter takes as input.  Two paths
+(`MergeResult.path`):
 
-QLoRA: the adapter was trained against 4-bit NF4 base weights, but merging into
-dequantized 4-bit weights would bake the quantization error into the result.
-We reload the base in 16-bit (bfloat16) and merge there, and say so.
+* "streaming" (stream_merge.py, the default): tensor by tensor from the base's own
+  safetensors, so a 70B merge fits in 128 GB (peak about one input shard + one output
+  shard + the adapter).  Covers LoRA, rsLoRA, DoRA, rank/alpha patterns,
+  fan_in_fan_out, modules_to_save, trainable_token_indices and grown vocabularies.
+* "peft": PEFT's `merge_and_unload` on the whole model in memory, for the rest -
+  AdaLoRA, IA3, LoRA on Embedding/Conv layers, lora_bias, bias="all"/"lora_only",
+  PiSSA/OLoRA/CorDA/LoftQ/LoRA-GA inits, other LoRA variants (aLoRA, Arrow, ...),
+  modules_to_save of tied embeddings (PEFT unties them), a tokenizer longer than the
+  embeddings without saved resized ones, and adapters whose module names do not
+  match the checkpoint's tensor names.  The reason is in MergeResult.notes.
 
-The merge is checked: on fixed prompts the merged model's logits must equal
-the adapter model's logits (same dtype, same inputs) within a stated tolerance.
+QLoRA: the adapter was trained against 4-bit NF4 weights, but merging into
+dequantized 4-bit weights would bake the quantization error into the result, so
+both paths merge into the 16-bit weights as stored (bfloat16 output by default)
+and say so; a base checkpoint stored quantized is refused.
+
+The logits check (`check=True`) compares the merged model with the adapter model
+on fixed prompts within MERGE_TOLERANCE.  It needs a whole model in memory: the
+PEFT path has one anyway; the streaming path loads a PeftModel once, then the
+merged output once, so it is for models that fit in memory - the caller (the
+pipeline) decides and passes `check=False` for big ones.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import time
@@ -22,6 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from spark_tui.core.export.common import ExportError, Progress, atomic_output, report
+from spark_tui.core.export.stream_merge import (
+    DEFAULT_SHARD_BYTES,
+    AdapterTensors,
+    plan_merge,
+    stored_dtype,
+    write_config,
+)
+from spark_tui.core.export.stream_merge import stream_merge as _stream_merge
+from spark_tui.core.export.tensor_source import TensorSource
 
 CHECK_PROMPTS = (
     "What is the capital of France?",
@@ -33,13 +59,7 @@ CHECK_PROMPTS = (
 MERGE_TOLERANCE = {"float32": (1e-3, 1e-4), "float16": (0.05, 0.01), "bfloat16": (0.1, 0.03)}
 
 MERGEABLE = ("LORA", "ADALORA", "IA3")
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "tokenizer.model",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-)
+METHODS = ("auto", "streaming", "peft")
 
 
 @dataclass
@@ -57,10 +77,17 @@ class MergeResult:
     passed: bool = True
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    path: str = "streaming"  # "streaming" (tensor by tensor) or "peft" (merge_and_unload)
+    shards: int = 0  # safetensors files written
+    tensors_merged: int = 0  # Linear weights that received an adapter update
+    vocab_size: int | None = None  # set when the embeddings grew for added tokens
 
     def summary_lines(self) -> list[str]:
         kind = "DoRA" if self.dora else ("QLoRA" if self.qlora else "LoRA")
-        lines = [f"merged {kind} adapter into {self.base_model} -> {self.out_dir} ({self.dtype})"]
+        lines = [
+            f"merged {kind} adapter into {self.base_model} -> {self.out_dir} "
+            f"({self.dtype}, {self.path} merge)"
+        ]
         if self.checked:
             lines.append(
                 f"logits check: max |Δlogit| {self.max_abs_diff:.3g} (tolerance {self.tolerance:.3g}), "
@@ -87,25 +114,57 @@ def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
             f"{path} is missing: {adapter_dir} is not a PEFT adapter folder "
             "(has the run finished training?)"
         ) from exc
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{path} is not valid JSON ({exc})") from exc
 
 
 def resolve_base_model(adapter_cfg: dict[str, Any], model_id: str | None = None) -> str:
-    """The base model to merge into: the run's model.id, else what PEFT recorded."""
+    """The local folder of the base model to merge into: the run's model.id, else what PEFT
+    recorded.  Hub ids resolve to their cached snapshot (never a download, never a path)."""
     from spark_tui.core import models
 
     candidates = [model_id, adapter_cfg.get("base_model_name_or_path")]
+    first_error: str | None = None
     for c in candidates:
         if not c:
             continue
         try:
-            return models.resolve_model_path(c)
-        except Exception:  # a recorded path that no longer exists: try the next
+            return str(models.resolve_local_model(c))
+        except models.ModelError as exc:  # a recorded path that no longer exists: try the next
+            first_error = first_error or str(exc)
             continue
     raise ExportError(
         "cannot find the base model of this adapter (adapter_config.json "
-        f"base_model_name_or_path={adapter_cfg.get('base_model_name_or_path')!r}); "
-        "pass it with --base"
+        f"base_model_name_or_path={adapter_cfg.get('base_model_name_or_path')!r})"
+        + (f": {first_error}" if first_error else "")
+        + "; pass it with --base"
     )
+
+
+def local_model_dir(base: str) -> Path:
+    """The folder holding the base's files: a local path, else its Hugging Face cache copy."""
+    from spark_tui.core import models
+
+    try:
+        return models.resolve_local_model(base)
+    except models.ModelError as exc:
+        raise ExportError(
+            f"base model {base!r} (the run's model / adapter_config.json "
+            f"base_model_name_or_path): {exc}; or pass --base with a local folder"
+        ) from exc
+
+
+def _refuse_quantized(base_dir: Path) -> None:
+    cfg_path = base_dir / "config.json"
+    if not cfg_path.is_file():
+        raise ExportError(f"{cfg_path} is missing: {base_dir} is not a Hugging Face model folder")
+    qc = json.loads(cfg_path.read_text(encoding="utf-8")).get("quantization_config")
+    if qc:
+        raise ExportError(
+            f"{cfg_path}: the base checkpoint is stored quantized "
+            f"({qc.get('quant_method', 'quantized')}); merging must use the original 16-bit "
+            "weights - pass --base with the unquantized model"
+        )
 
 
 def _logits(model: Any, tok: Any, torch: Any) -> Any:
@@ -125,6 +184,31 @@ def _logits(model: Any, tok: Any, torch: Any) -> Any:
     return torch.cat(outs, dim=0)
 
 
+def _fill_check(result: MergeResult, before: Any, after: Any) -> None:
+    diff = float((before - after).abs().max())
+    a, r = MERGE_TOLERANCE[result.dtype]
+    result.checked = True
+    result.max_abs_diff = diff
+    result.tolerance = a + r * float(before.abs().max())
+    result.top1_agreement = float((before.argmax(-1) == after.argmax(-1)).float().mean())
+    result.passed = diff <= result.tolerance
+
+
+def _load_peft(base: str, adapter_dir: Path, torch_dtype: Any, rows: int | None) -> Any:
+    """Base (resized to `rows` when the vocabulary grew) + adapter, as PEFT applies it."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from spark_tui.core.models import quiet_transformers
+
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+        if rows and rows > model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings(rows)
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+    return peft_model.eval()
+
+
 def merge_adapter(
     adapter_dir: str | Path,
     out_dir: str | Path,
@@ -136,132 +220,221 @@ def merge_adapter(
     chat_template: str | None = None,
     check: bool = True,
     progress: Progress | None = None,
+    method: str = "auto",
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
 ) -> MergeResult:
     """Merge the adapter in `adapter_dir` into its base and save a full model in `out_dir`.
 
     `dtype`: "float32", "float16" or "bfloat16"; default: bfloat16 for QLoRA
-    (the 16-bit reload), else the base checkpoint's own dtype.
+    (the 16-bit weights), else the base checkpoint's own dtype.
     `chat_template`: a jinja template to store if the tokenizer has none.
+    `check`: compare logits (loads whole models: pass False for models that do not fit).
+    `method`: "auto" (streaming when it covers the adapter, else PEFT), "streaming"
+    (raise ExportError instead of falling back) or "peft".
+    `max_shard_bytes`: size limit of each output safetensors file.
     """
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoTokenizer
 
     from spark_tui.core.models import quiet_transformers
 
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     start = time.monotonic()
     adapter_dir = Path(adapter_dir)
     out_dir = Path(out_dir)
     acfg = read_adapter_config(adapter_dir)
-    if acfg.get("peft_type", "LORA") not in MERGEABLE:
+    if str(acfg.get("peft_type", "LORA")).upper() not in MERGEABLE:
         raise ExportError(
             f"{adapter_dir}: {acfg.get('peft_type')} adapters cannot be merged into the weights; "
             "only LoRA / QLoRA / DoRA / AdaLoRA / IA3 can (prompt and prefix tuning need the "
             "adapter at run time, which GGUF and Ollama do not support)"
         )
-    base = base_model or resolve_base_model(acfg, model_id)
-    steps = 5
-    report(progress, "merge", 0, steps)
+    base = str(base_model or resolve_base_model(acfg, model_id))
+    base_dir = local_model_dir(base)
+    _refuse_quantized(base_dir)
+    report(progress, "merge", 0, 0)
 
     # tokenizer: the run's own copy (it may carry a template or added tokens), else the base's
-    tok_src = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else Path(base)
+    tok_src = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else base_dir
     with quiet_transformers():
         tok = AutoTokenizer.from_pretrained(str(tok_src))
     if chat_template and not getattr(tok, "chat_template", None):
         tok.chat_template = chat_template
-
-    if dtype is None:
-        if qlora:
-            dtype = "bfloat16"
-        else:
-            dtype = _checkpoint_dtype(base)
-    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
-        dtype
-    ]
-    notes: list[str] = []
-    if qlora:
-        notes.append(
-            f"QLoRA: merged into the base reloaded in {dtype} (not into the dequantized 4-bit "
-            "weights used during training)"
-        )
-
-    with quiet_transformers():
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
-    report(progress, "merge", 1, steps)
-    n_rows = model.get_input_embeddings().weight.shape[0]
-    if len(tok) > n_rows:
-        model.resize_token_embeddings(len(tok))
-        notes.append(f"embeddings resized {n_rows} -> {len(tok)} for tokens added in training")
-    with quiet_transformers():
-        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
-    peft_model.eval()
-    dora = bool(acfg.get("use_dora"))
-    report(progress, "merge", 2, steps)
-
-    before = _logits(peft_model, tok, torch) if check else None
-    merged = peft_model.merge_and_unload(progressbar=False)
-    merged.eval()
-    report(progress, "merge", 3, steps)
-
+    src = TensorSource(base_dir)
+    dtype = dtype or ("bfloat16" if qlora else _checkpoint_dtype(base_dir, src))
+    if dtype not in MERGE_TOLERANCE:
+        raise ExportError(f"merge dtype must be float32, float16 or bfloat16, not {dtype!r}")
     result = MergeResult(
         out_dir=out_dir,
-        base_model=str(base),
+        base_model=base,
         adapter_dir=adapter_dir,
         dtype=dtype,
         qlora=qlora,
-        dora=dora,
-        notes=notes,
+        dora=bool(acfg.get("use_dora")),
     )
-    if before is not None:
-        after = _logits(merged, tok, torch)
-        diff = float((before - after).abs().max())
-        scale = float(before.abs().max())
-        a, r = MERGE_TOLERANCE[dtype]
-        result.checked = True
-        result.max_abs_diff = diff
-        result.tolerance = a + r * scale
-        result.top1_agreement = float((before.argmax(-1) == after.argmax(-1)).float().mean())
-        result.passed = diff <= result.tolerance
-    report(progress, "merge", 4, steps)
-
+    if qlora:
+        result.notes.append(
+            f"QLoRA: merged into the base's stored 16-bit weights, output {dtype} (not into "
+            "the dequantized 4-bit weights used during training)"
+        )
+    base_rows = _vocab_size(base_dir)
+    adapter = AdapterTensors(adapter_dir)
+    plan = plan_merge(acfg, adapter, src)
+    reason = "method='peft' was asked for" if method == "peft" else plan.reason
+    if not reason and base_rows and len(tok) > base_rows and plan.vocab_rows is None:
+        reason = (
+            f"the tokenizer has {len(tok)} tokens but the embeddings {base_rows} rows and the "
+            "adapter saved no resized embeddings"
+        )
+    if reason and method == "streaming":
+        raise ExportError(f"{adapter_dir}: the streaming merge does not cover this: {reason}")
+    torch_dtype = getattr(torch, dtype)
+    grew = len(tok) > (base_rows or len(tok))
     with atomic_output(out_dir, is_dir=True) as tmp:
-        merged.config.dtype = torch_dtype
+        if reason:
+            rows = max(len(tok), adapter.vocab_rows() or 0)
+            adapter.close()
+            result.path = "peft"
+            result.notes.append(f"merged with PEFT merge_and_unload (whole model): {reason}")
+            _peft_merge(
+                result, base, adapter_dir, tmp, tok, torch_dtype, check, progress, base_rows, rows
+            )
+        else:
+            result.path = "streaming"
+            result.notes.extend(plan.notes)
+            result.tensors_merged = len(plan.lora)
+            result.shards = _stream_merge(
+                plan, src, adapter, tmp, out_dtype=dtype, max_shard_bytes=max_shard_bytes,
+                progress=progress,
+            )  # fmt: skip
+            adapter.close()
+            if plan.vocab_rows is not None:
+                result.vocab_size = plan.vocab_rows
+                result.notes.append(
+                    f"embeddings {base_rows} -> {plan.vocab_rows} rows (tokens added in "
+                    "training; taken from the adapter)"
+                )
+            write_config(base_dir, tmp, dtype, plan.vocab_rows)
+            _write_generation_config(base_dir, tmp, tok)
+            if check:
+                _check_streamed(result, base, adapter_dir, tmp, tok, torch_dtype, plan.vocab_rows)
         with quiet_transformers():
-            merged.save_pretrained(str(tmp), safe_serialization=True, max_shard_size="5GB")
             tok.save_pretrained(str(tmp))
-        gen = getattr(merged, "generation_config", None)
-        if gen is None:
-            gen = GenerationConfig(eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
-        gen.save_pretrained(str(tmp))
-        # transformers 5 saves only tokenizer.json; keep the SentencePiece model if there was
-        # one and the vocabulary did not grow (the GGUF exporter prefers its exact scores).
-        for src_dir in (tok_src, Path(base)):
-            sp = Path(src_dir) / "tokenizer.model"
-            if sp.is_file() and not (tmp / "tokenizer.model").exists() and len(tok) <= n_rows:
-                shutil.copy2(sp, tmp / "tokenizer.model")
+        _keep_sentencepiece(tmp, (tok_src, base_dir), grew)
         result.seconds = time.monotonic() - start
         (tmp / "merge_report.json").write_text(
             json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8"
         )
-    report(progress, "merge", 5, steps)
-    del merged, peft_model, model
+    report(progress, "merge", 1, 1)
     return result
 
 
-def _checkpoint_dtype(base: str) -> str:
-    """The dtype the base checkpoint is stored in (config.json), float32 when unknown."""
-    cfg_path = Path(base) / "config.json"
-    dt = None
-    if cfg_path.is_file():
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        dt = cfg.get("dtype") or cfg.get("torch_dtype")
-    else:
-        try:
-            from transformers import AutoConfig
+def _check_streamed(
+    result: MergeResult,
+    base: str,
+    adapter_dir: Path,
+    merged_dir: Path,
+    tok: Any,
+    torch_dtype: Any,
+    rows: int | None,
+) -> None:
+    """Logits of a PeftModel, then of the merged folder: one whole model in memory at a time."""
+    import torch
+    from transformers import AutoModelForCausalLM
 
-            c = AutoConfig.from_pretrained(base)
-            dt = str(getattr(c, "dtype", None) or getattr(c, "torch_dtype", "") or "")
-        except Exception:
-            dt = None
-    dt = str(dt or "float32").replace("torch.", "")
-    return dt if dt in ("float32", "float16", "bfloat16") else "float32"
+    from spark_tui.core.models import quiet_transformers
+
+    model = _load_peft(base, adapter_dir, torch_dtype, rows)
+    want = _logits(model, tok, torch)
+    del model
+    gc.collect()
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=torch_dtype)
+    _fill_check(result, want, _logits(model.eval(), tok, torch))
+    del model
+    gc.collect()
+
+
+def _peft_merge(
+    result: MergeResult,
+    base: str,
+    adapter_dir: Path,
+    tmp: Path,
+    tok: Any,
+    torch_dtype: Any,
+    check: bool,
+    progress: Progress | None,
+    base_rows: int | None,
+    rows: int,
+) -> None:
+    """The reference path: the whole model in memory, PEFT's merge_and_unload, save_pretrained."""
+    import torch
+    from transformers import GenerationConfig
+
+    from spark_tui.core.models import quiet_transformers
+
+    peft_model = _load_peft(base, adapter_dir, torch_dtype, rows)
+    n_rows = peft_model.get_input_embeddings().weight.shape[0]
+    report(progress, "merge", 0, 3)
+    before = _logits(peft_model, tok, torch) if check else None
+    merged = peft_model.merge_and_unload(progressbar=False).eval()
+    report(progress, "merge", 1, 3)
+    if before is not None:
+        _fill_check(result, before, _logits(merged, tok, torch))
+    if base_rows and n_rows > base_rows:
+        result.vocab_size = n_rows
+        result.notes.append(
+            f"embeddings resized {base_rows} -> {n_rows} for tokens added in training"
+        )
+    merged.config.dtype = torch_dtype
+    with quiet_transformers():
+        merged.save_pretrained(str(tmp), safe_serialization=True, max_shard_size="5GB")
+    gen = getattr(merged, "generation_config", None)
+    if gen is None:
+        gen = GenerationConfig(eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    gen.save_pretrained(str(tmp))
+    result.shards = len(list(Path(tmp).glob("*.safetensors")))
+    report(progress, "merge", 2, 3)
+    del merged, peft_model
+    gc.collect()
+
+
+def _vocab_size(model_dir: Path) -> int | None:
+    cfg_path = Path(model_dir) / "config.json"
+    if not cfg_path.is_file():
+        return None
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    return cfg.get("vocab_size") or (cfg.get("text_config") or {}).get("vocab_size")
+
+
+def _write_generation_config(base_dir: Path, tmp: Path, tok: Any) -> None:
+    src = base_dir / "generation_config.json"
+    if src.is_file():
+        shutil.copy2(src, tmp / "generation_config.json")
+        return
+    from transformers import GenerationConfig
+
+    gen = GenerationConfig(eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    gen.save_pretrained(str(tmp))
+
+
+def _keep_sentencepiece(tmp: Path, sources: tuple[Path, ...], grew: bool) -> None:
+    """transformers 5 saves only tokenizer.json; keep the SentencePiece model if there was
+    one and the vocabulary did not grow (the GGUF exporter prefers its exact scores)."""
+    if grew or (tmp / "tokenizer.model").exists():
+        return
+    for src_dir in sources:
+        sp = Path(src_dir) / "tokenizer.model"
+        if sp.is_file():
+            shutil.copy2(sp, tmp / "tokenizer.model")
+            return
+
+
+def _checkpoint_dtype(base_dir: Path, src: TensorSource) -> str:
+    """The dtype the base is stored in: config.json's, else its tensors', else float32."""
+    cfg = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    dt = str(cfg.get("dtype") or cfg.get("torch_dtype") or "").replace("torch.", "")
+    if dt not in MERGE_TOLERANCE:
+        dt = stored_dtype(src) or "float32"
+    return dt

@@ -13,8 +13,9 @@ the Modelfile's SYSTEM is prepended as one; ``.System`` is all system messages
 joined.  The BOS token is added by the runner, so templates never start with it.
 
 Families: ChatML (SmolLM2, Qwen2/2.5, ...), Llama 3, Llama 2 (``[INST]`` +
-``<<SYS>>``), Mistral (``[INST]``, two spacing variants), Gemma, Phi-3, Zephyr
-(TinyLlama chat).
+``<<SYS>>``), Mistral (``[INST]``: v0.1/v0.2 as shipped now, their first jinja,
+and v0.3, which differ in spaces and where the system prompt goes), Gemma,
+Phi-3, Zephyr (TinyLlama chat).
 """
 
 from __future__ import annotations
@@ -73,18 +74,37 @@ LLAMA2 = """{{- $first := true }}
 {{- end }}
 {{- end }}"""
 
-# Mistral v0.1/v0.2: "[INST] q [/INST]a</s>".  Like Ollama's own Mistral
-# template (and Mistral v0.3's jinja), a system prompt goes in front of the
-# *last* user message.
-MISTRAL = """{{- range $i, $_ := .Messages }}
-{{- if eq .Role "user" }}[INST] {{ if and $.System (eq (len (slice $.Messages $i)) 1) }}{{ $.System }}
+# Mistral v0.1/v0.2 as their repos ship the jinja today:
+#   "<s> [INST] {system}\n\n{q1} [/INST] {a1}</s> [INST] {q2} [/INST]"
+# a space before every [INST] and before each answer; the system prompt goes on the
+# *first* user turn.
+MISTRAL = """{{- $first := true }}
+{{- range .Messages }}
+{{- if eq .Role "user" }} [INST] {{ if and $first $.System }}{{ $.System }}
 
 {{ end }}{{ .Content }} [/INST]
+{{- $first = false }}
+{{- else if eq .Role "assistant" }} {{ .Content }}</s>
+{{- end }}
+{{- end }}"""
+
+# The first Mistral v0.1/v0.2 jinja (still in older snapshots and many fine-tunes):
+#   "<s>[INST] {q1} [/INST]{a1}</s>[INST] {q2} [/INST]"
+# It refuses system messages; a system prompt goes on the first user turn, as the
+# newer template writes it.
+MISTRAL_LEGACY = """{{- $first := true }}
+{{- range .Messages }}
+{{- if eq .Role "user" }}[INST] {{ if and $first $.System }}{{ $.System }}
+
+{{ end }}{{ .Content }} [/INST]
+{{- $first = false }}
 {{- else if eq .Role "assistant" }}{{ .Content }}</s>
 {{- end }}
 {{- end }}"""
 
-# Mistral v0.3 style: "[INST] q[/INST] a</s>".
+# Mistral v0.3: "<s>[INST] {q1}[/INST] {a1}</s>[INST] {system}\n\n{q2}[/INST]":
+# no space before [INST], none before [/INST], and the system prompt on the *last*
+# user turn.
 MISTRAL_V3 = """{{- range $i, $_ := .Messages }}
 {{- if eq .Role "user" }}[INST] {{ if and $.System (eq (len (slice $.Messages $i)) 1) }}{{ $.System }}
 
@@ -158,6 +178,12 @@ FAMILIES: dict[str, TemplateFamily] = {
             "Llama 2 ([INST] with <<SYS>>)",
         ),
         TemplateFamily("mistral", MISTRAL, ("[INST]", "[/INST]"), "Mistral v0.1/v0.2 ([INST])"),
+        TemplateFamily(
+            "mistral-legacy",
+            MISTRAL_LEGACY,
+            ("[INST]", "[/INST]"),
+            "Mistral v0.1/v0.2, first jinja ([INST] without system)",
+        ),
         TemplateFamily("mistral-v3", MISTRAL_V3, ("[INST]", "[/INST]"), "Mistral v0.3 ([INST])"),
         TemplateFamily(
             "gemma", GEMMA, ("<start_of_turn>", "<end_of_turn>"), "Gemma (<start_of_turn>)"
@@ -199,11 +225,14 @@ def detect_family(jinja: str | None, *, eos_token: str | None = None) -> Templat
     if "[INST]" in j and "<<SYS>>" in j:
         return FAMILIES["llama2"]
     if "[INST]" in j:
-        # "[/INST]" directly after the content (v0.3) or after a space (v0.1/v0.2)?
+        # v0.1/v0.2 now write ' [INST] ' (a leading space); v0.3 writes '[INST] ' and puts
+        # '[/INST]' right after the content; the first v0.1 jinja writes '[INST] ' ... ' [/INST]'.
+        if re.search(r"['\"] \[INST\]", j):
+            return FAMILIES["mistral"]
         tight = re.search(r"\+\s*['\"]\[/INST\]['\"]", j) is not None
         if tight and "' [/INST]'" not in j and '" [/INST]"' not in j:
             return FAMILIES["mistral-v3"]
-        return FAMILIES["mistral"]
+        return FAMILIES["mistral-legacy"]
     raise ExportError(
         "the model's chat template is not one spark-tui can translate for Ollama "
         f"(known: {', '.join(f.description for f in FAMILIES.values())}); set "

@@ -17,7 +17,6 @@ folder (default `DIR-gguf/` next to it).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ class ExportOutcome:
     outputs: dict[str, Path] = field(default_factory=dict)
     verifications: dict[str, Any] = field(default_factory=dict)  # type -> VerifyReport
     notes: list[str] = field(default_factory=list)
+    preflight: preflight.DeployPreflight | None = None
 
     @property
     def passed(self) -> bool:
@@ -78,38 +78,78 @@ def run_model_dir(run: Any) -> Path:
     raise ExportError(f"run {run.id} has no trained model yet (no adapter/ or model/ folder)")
 
 
-def merge_run(
-    run: Any, *, check: bool = True, base: str | None = None, progress: Progress | None = None
-):
-    """Merge a run's adapter into run/merged/ (a no-op returning None for full fine-tuning)."""
-    from spark_tui.core.export.merge import merge_adapter, read_adapter_config
+def merge_preflight(
+    run: Any,
+    *,
+    check: bool = True,
+    base: str | None = None,
+    available_bytes: int | None = None,
+) -> preflight.DeployPreflight | None:
+    """Memory and disk of merging the run's adapter (None for full fine-tuning, or when the
+    base model's weights cannot be read here: the merge itself then says why)."""
+    from spark_tui.core.export.merge import read_adapter_config, resolve_base_model
 
     if (Path(run.model_dir) / "config.json").exists():
         return None
     cfg = run.config()
     adapter_dir = Path(run.adapter_dir)
-    acfg = read_adapter_config(adapter_dir)
-    n_params = None
-    with contextlib.suppress(Exception):
-        from spark_tui.core.export.merge import resolve_base_model
-
-        n_params = preflight.count_parameters(base or resolve_base_model(acfg, cfg.model.id))
-    if n_params:
-        bpw = 2 if cfg.method.adapter == "qlora" else 4
-        preflight.check_disk(
-            preflight.plan_outputs(n_params, run.path, [], merged_bytes_per_weight=bpw)
+    adapter = sum(f.stat().st_size for f in adapter_dir.glob("adapter_model*") if f.is_file())
+    try:
+        acfg = read_adapter_config(adapter_dir)
+        base_dir = resolve_base_model({} if base else acfg, base or cfg.model.id)
+        return preflight.plan_merge(
+            base_dir,
+            Path(run.path) / "merged",
+            adapter_bytes=adapter,
+            merge_bytes_per_weight=2 if cfg.method.adapter == "qlora" else None,
+            check=check,
+            available_bytes=available_bytes,
         )
+    except (ExportError, OSError):
+        return None
+
+
+def merge_run(
+    run: Any,
+    *,
+    check: bool = True,
+    base: str | None = None,
+    progress: Progress | None = None,
+    available_bytes: int | None = None,
+    plan: preflight.DeployPreflight | None = None,
+):
+    """Merge a run's adapter into run/merged/ (a no-op returning None for full fine-tuning).
+
+    Refuses up front when the merge does not fit in memory or on disk; the logits
+    check (both models at once) runs only when it fits, else it is skipped with a note.
+    """
+    from spark_tui.core.export.merge import merge_adapter
+
+    if (Path(run.model_dir) / "config.json").exists():
+        return None
+    cfg = run.config()
+    if plan is None:
+        plan = merge_preflight(run, check=check, base=base, available_bytes=available_bytes)
+    skipped = None
+    if plan is not None:
+        plan.check()
+        stage = plan.get("merge check")
+        if check and stage is not None and not stage.fits:
+            skipped = f"merge logits check {stage.skip_reason()}"
     template = _template_for(cfg.model.chat_template)
-    return merge_adapter(
-        adapter_dir,
+    res = merge_adapter(
+        Path(run.adapter_dir),
         Path(run.path) / "merged",
         base_model=base,
         model_id=cfg.model.id,
         qlora=cfg.method.adapter == "qlora",
         chat_template=template,
-        check=check,
+        check=check and skipped is None,
         progress=progress,
     )
+    if skipped and isinstance(getattr(res, "notes", None), list):
+        res.notes.append(skipped)
+    return res
 
 
 def _template_for(name: str) -> str | None:
@@ -134,15 +174,23 @@ def export_model(
     *,
     stem: str | None = None,
     verify: bool = True,
+    logits: bool = True,
     check_transformers: bool | None = None,
     llama_cpp_dir: str | Path | None = None,
     system: str | None = None,
     hf_answer: bool = True,
     max_new_tokens: int = 32,
     logit_prompts: int | None = None,
+    available_bytes: int | None = None,
+    plan: preflight.DeployPreflight | None = None,
     progress: Progress | None = None,
 ) -> ExportOutcome:
-    """Export `model_dir` to every type in `types` under `out_dir`, verifying each file."""
+    """Export `model_dir` to every type in `types` under `out_dir`, verifying each file.
+
+    The memory/disk preflight (`plan`, computed here when not given) refuses before
+    any work when a required stage cannot fit; the logits check of a type that does
+    not fit (or `logits=False`) is skipped with the reason in its report.
+    """
     from spark_tui.core.export.gguf_writer import export_gguf, gguf_arch_for, read_config
     from spark_tui.core.export.quantize import export_with_checkout, quantize_gguf
 
@@ -154,9 +202,13 @@ def export_model(
         gguf_arch_for(config, str(model_dir / "config.json"))  # fail before any work
     stem = stem or model_dir.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    plan = preflight.plan_outputs(preflight.count_parameters(model_dir), out_dir, types)
-    preflight.check_disk(plan)
-    outcome = ExportOutcome(model_dir=model_dir, out_dir=out_dir)
+    if plan is None:
+        plan = export_preflight(
+            model_dir, out_dir, types, verify=verify, logits=logits,
+            check_transformers=check_transformers, available_bytes=available_bytes,
+        )  # fmt: skip
+    plan.check()
+    outcome = ExportOutcome(model_dir=model_dir, out_dir=out_dir, preflight=plan)
 
     need_f16 = llama_cpp_dir is None and any(t in K_QUANTS for t in types)
     order = (["f16"] if "f16" in types or need_f16 else []) + [t for t in types if t != "f16"]
@@ -183,6 +235,8 @@ def export_model(
     if verify:
         from spark_tui.core.export.verify import Reference, verify_gguf
 
+        # One Reference for all types: its cached logits/answers are computed once and its
+        # HF model is freed before every llama.cpp load (never resident beside it).
         ref = Reference(model_dir)
         try:
             for t, path in outcome.outputs.items():
@@ -196,6 +250,8 @@ def export_model(
                     max_new_tokens=max_new_tokens,
                     logit_prompts=logit_prompts,
                     check_transformers=check_transformers,
+                    logits=logits,
+                    available_bytes=plan.memory.bytes,
                     progress=progress,
                 )
                 outcome.verifications[t] = rep
@@ -203,6 +259,28 @@ def export_model(
         finally:
             ref.close()
     return outcome
+
+
+def export_preflight(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    types: list[str] | tuple[str, ...],
+    *,
+    verify: bool = True,
+    logits: bool = True,
+    check_transformers: bool | None = None,
+    available_bytes: int | None = None,
+) -> preflight.DeployPreflight:
+    """What `export_model` will need, stage by stage (shown before the work starts)."""
+    return preflight.plan_export(
+        model_dir,
+        out_dir,
+        normalise_types(types),
+        verify=verify,
+        logits=logits,
+        check_transformers=check_transformers,
+        available_bytes=available_bytes,
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -7,6 +7,17 @@
   model trained here (tokenizer.model + tokenizer.json, as Llama 2 repos ship).
 * `qwen2_dir`   - a random-weight Qwen2 model (attention biases, tied embeddings)
   reusing a byte-level BPE with the Qwen2 pre-tokenizer.
+* `gemma2_dir`  - a Gemma-2-style model: SentencePiece without a dummy prefix (Gemma's
+  ids: pad 0, eos 1, bos 2, unk 3), head_dim != hidden / heads, four norms per layer
+  stored as w for a (1 + w) scale, soft-capping, a sliding window short enough that
+  the test prompts cross it, tied embeddings.
+* `phi3_dir`    - a Phi-3.5-mini-style model: fused qkv_proj / gate_up_proj, longrope
+  scaling (long/short factors, original_max_position_embeddings), a padded vocabulary
+  above the tokenizer's size, Phi chat tokens.
+* `mistral_dir` - a MistralForCausalLM with a sliding window and a SentencePiece
+  tokenizer whose [INST] / [/INST] are control pieces of the model (as Mistral v0.3).
+* `llama32_dir` - a Llama-3.2-style model: byte-level BPE, llama3 RoPE (factor 32),
+  tied embeddings.
 * `default_model_dir` - the bundled SmolLM2-135M-Instruct, when
   spark_tui.core.models.ensure_default_model exists (skipped otherwise).
 """
@@ -55,6 +66,27 @@ LLAMA2_TEMPLATE = (
     "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
     "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
     "{% endif %}{% endfor %}"
+)
+
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}{% if (message['role'] == 'assistant') %}"
+    "{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
+)
+PHI3_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}"
+    "{{'<|system|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}"
+    "{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}"
+    "{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+MISTRAL_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ ' ' + message['content'] + eos_token }}{% endif %}{% endfor %}"
 )
 
 CORPUS = [
@@ -203,13 +235,12 @@ def qwen2_dir(tmp_path_factory) -> Path:
     return out
 
 
-def train_sentencepiece(prefix: Path, vocab_size: int = 400) -> Path:
+def train_sentencepiece(prefix: Path, vocab_size: int = 400, **options) -> Path:
+    """A SentencePiece BPE model (Llama 2 layout by default; `options` override the
+    trainer's settings, e.g. Gemma's ids and no dummy prefix)."""
     import sentencepiece as spm
 
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus()),
-        model_prefix=str(prefix),
-        vocab_size=vocab_size,
+    settings = dict(
         model_type="bpe",
         byte_fallback=True,
         character_coverage=1.0,
@@ -223,6 +254,13 @@ def train_sentencepiece(prefix: Path, vocab_size: int = 400) -> Path:
         normalization_rule_name="identity",
         add_dummy_prefix=True,
         minloglevel=2,
+    )
+    settings.update(options)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_corpus()),
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        **settings,
     )
     return prefix.with_suffix(".model")
 
@@ -275,6 +313,232 @@ def spm_dir(tmp_path_factory) -> Path:
     # Llama 2 repos ship the SentencePiece model next to tokenizer.json.
     shutil.copy(sp_model, out / "tokenizer.model")
     return out
+
+
+def _llama2_style_tokenizer(work: Path, legacy: bool = True, add_bos: bool = True, **sp_options):
+    """A LlamaTokenizer over a SentencePiece model trained here (and that model's path)."""
+    import shutil
+
+    from transformers import LlamaTokenizer
+
+    sp_model = train_sentencepiece(work / "sp", **sp_options)
+    tokdir = work / "tok"
+    tokdir.mkdir()
+    shutil.copy(sp_model, tokdir / "tokenizer.model")
+    tok = LlamaTokenizer.from_pretrained(str(tokdir), legacy=legacy, add_bos_token=add_bos)
+    return tok, sp_model
+
+
+def _peaky_head(model, embed_scale: float = 16.0, head_scale: float = 1.0) -> None:
+    """Stronger embeddings, and an untied head = random + head_scale * embeddings: each
+    position's top token then wins by a wide margin, so f16 rounding (~0.1 logit) cannot
+    flip a near-tie and top-1 checks can demand 100 %, while max |delta logit| still
+    sees every layer."""
+    import torch
+
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(embed_scale)
+        model.lm_head.weight.add_(head_scale * model.model.embed_tokens.weight)
+
+
+def _save(model, hf_tok, out: Path, sp_model: Path | None = None, **tok_config) -> Path:
+    import shutil
+
+    model.save_pretrained(out)
+    hf_tok.save_pretrained(out)
+    if tok_config:
+        _set_tokenizer_config(out, **tok_config)  # transformers 5 drops e.g. `legacy`
+    if sp_model is not None:  # SentencePiece repos ship the model next to tokenizer.json
+        shutil.copy(sp_model, out / "tokenizer.model")
+    return out
+
+
+@pytest.fixture(scope="session")
+def gemma2_dir(tmp_path_factory) -> Path:
+    import shutil
+
+    import torch
+    from transformers import Gemma2Config, Gemma2ForCausalLM, GemmaTokenizer
+
+    work = tmp_path_factory.mktemp("gemma2")
+    sp_model = train_sentencepiece(
+        work / "sp",
+        pad_id=0,
+        eos_id=1,
+        bos_id=2,
+        unk_id=3,
+        pad_piece="<pad>",
+        eos_piece="<eos>",
+        bos_piece="<bos>",
+        unk_piece="<unk>",
+        user_defined_symbols=["<start_of_turn>", "<end_of_turn>"],
+        add_dummy_prefix=False,  # Gemma's SentencePiece adds no leading space
+    )
+    tokdir = work / "tok"
+    tokdir.mkdir()
+    shutil.copy(sp_model, tokdir / "tokenizer.model")
+    hf_tok = GemmaTokenizer.from_pretrained(str(tokdir), add_bos_token=True)
+    # Gemma's tokenizer_config marks its turn markers special (ids 106/107 there).
+    hf_tok.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
+    hf_tok.chat_template = GEMMA_TEMPLATE
+    torch.manual_seed(0)
+    cfg = Gemma2Config(
+        vocab_size=len(hf_tok),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=128,  # != hidden / heads, as in every Gemma 2 (2304 / 8 = 288 vs 256)
+        query_pre_attn_scalar=128,
+        max_position_embeddings=8192,
+        sliding_window=16,  # shorter than the test prompts: the local layers really slide
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+        hidden_activation="gelu_pytorch_tanh",
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+    model = Gemma2ForCausalLM(cfg)
+    _random_init(model)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.sub_(1.0)  # Gemma stores w and scales by (1 + w): keep the scale near 1
+        model.model.embed_tokens.weight.mul_(3.0)  # tied: peaky enough for top-1 checks
+    return _save(model, hf_tok, work / "model", sp_model)
+
+
+@pytest.fixture(scope="session")
+def phi3_dir(tmp_path_factory) -> Path:
+    import numpy as np
+    import torch
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    work = tmp_path_factory.mktemp("phi3")
+    hf_tok, sp_model = _llama2_style_tokenizer(work, add_bos=False)  # as Phi-3.5's config
+    specials = ["<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>", "<|system|>"]
+    hf_tok.add_special_tokens({"additional_special_tokens": specials})
+    hf_tok.eos_token = "<|endoftext|>"
+    hf_tok.pad_token = "<|endoftext|>"
+    hf_tok.chat_template = PHI3_TEMPLATE
+    eos = hf_tok.convert_tokens_to_ids("<|endoftext|>")
+    head_dim = 64
+    rng = np.random.default_rng(7)
+    # Phi-3.5-mini: short factors near 1-3, long factors up to ~60, one per rotary pair.
+    short = sorted(float(x) for x in 1.0 + 1.5 * rng.random(head_dim // 2))
+    long = sorted(float(x) for x in 1.0 + 40.0 * rng.random(head_dim // 2))
+    torch.manual_seed(0)
+    cfg = Phi3Config(
+        vocab_size=(len(hf_tok) + 63) // 64 * 64,  # padded, as Phi-3's 32064 for 32011 tokens
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=131072,
+        original_max_position_embeddings=4096,
+        rope_theta=10000.0,
+        rope_scaling={"type": "longrope", "long_factor": long, "short_factor": short},
+        sliding_window=262144,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    model = Phi3ForCausalLM(cfg)
+    _random_init(model)
+    _peaky_head(model)
+    return _save(model, hf_tok, work / "model", sp_model, legacy=True)
+
+
+@pytest.fixture(scope="session")
+def mistral_dir(tmp_path_factory) -> Path:
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    work = tmp_path_factory.mktemp("mistral")
+    hf_tok, sp_model = _llama2_style_tokenizer(work, control_symbols=["[INST]", "[/INST]"])
+    hf_tok.add_special_tokens({"additional_special_tokens": ["[INST]", "[/INST]"]})
+    hf_tok.chat_template = MISTRAL_TEMPLATE
+    torch.manual_seed(0)
+    cfg = MistralConfig(
+        vocab_size=len(hf_tok),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        sliding_window=4096,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    model = MistralForCausalLM(cfg)
+    _random_init(model)
+    _peaky_head(model)
+    return _save(model, hf_tok, work / "model", sp_model, legacy=True)
+
+
+@pytest.fixture(scope="session")
+def llama32_dir(tmp_path_factory) -> Path:
+    import torch
+    from tokenizers import processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("llama32") / "model"
+    specials = [
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eot_id|>",
+    ]
+    tok = _byte_level_tokenizer(LLAMA3_SPLIT, specials)
+    bos_id = tok.token_to_id("<|begin_of_text|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A",
+        pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+        special_tokens=[("<|begin_of_text|>", bos_id)],
+    )
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>"
+    )
+    hf_tok.chat_template = LLAMA3_TEMPLATE
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=704,
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+        rope_scaling={
+            "rope_type": "llama3",
+            "factor": 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+        tie_word_embeddings=True,
+        bos_token_id=bos_id,
+        eos_token_id=tok.token_to_id("<|eot_id|>"),
+    )
+    model = LlamaForCausalLM(cfg)
+    _random_init(model)
+    with torch.no_grad():  # tied: make the (shared) embedding peaky enough for top-1 checks
+        model.model.embed_tokens.weight.mul_(16.0)
+    return _save(model, hf_tok, out)
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,11 @@ def test_llama3_file_layout(llama3_export, llama3_dir):
     assert _field(f16, "tokenizer.ggml.pre") == "llama-bpe"
     assert _field(f16, "tokenizer.ggml.add_bos_token") is True
     assert "llama.rope.scaling.type" not in f16.fields  # llama3 scaling lives in rope_freqs
+    # written always, as llama.cpp's converter does (head_dim here is hidden / heads)
+    assert _field(f16, "llama.attention.key_length") == 64
+    assert _field(f16, "llama.attention.value_length") == 64
+    assert _field(f16, "general.size_label") == "1.6M"  # 2 x 768 x 256 + 2 layers
+    assert _field(f16, "general.name") and _field(f16, "general.basename")
     types = _tensor_types(f16)
     assert types["rope_freqs.weight"] == "F32"
     assert types["output.weight"] == "F16"  # untied model keeps its own head
@@ -101,6 +106,7 @@ def test_qwen2_f16_biases_and_tied_head(qwen2_dir, llama_cpp, tmp_path):
     types = _tensor_types(r)
     assert "output.weight" not in types
     assert types["blk.0.attn_q.bias"] == "F32" and types["blk.1.attn_v.bias"] == "F32"
+    assert _field(r, "qwen2.attention.key_length") == _field(r, "qwen2.attention.value_length")
     rep = verify_gguf(out.path, qwen2_dir, gguf_type="f16", hf_answer=False, max_new_tokens=4)
     assert rep.tokenization_ok, rep.summary_lines()
     assert rep.llama_logits.passed and rep.llama_logits.top1_agreement == 1.0, rep.summary_lines()

@@ -95,6 +95,33 @@ MISTRAL_V1_TEMPLATE = (
     "{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant "
     "roles are supported!') }}{% endif %}{% endfor %}"
 )
+# Mistral-7B-Instruct-v0.1 / v0.2 as their repos ship the template now (system prompt on the
+# first user turn, a space before every [INST] and before each answer).
+MISTRAL_V2_TEMPLATE = """{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content'] %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+
+{{- bos_token }}
+{%- for message in loop_messages %}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
+        {{- raise_exception('After the optional system message, conversation roles must alternate user/assistant/user/assistant/...') }}
+    {%- endif %}
+    {%- if message['role'] == 'user' %}
+        {%- if loop.first and system_message is defined %}
+            {{- ' [INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]' }}
+        {%- else %}
+            {{- ' [INST] ' + message['content'] + ' [/INST]' }}
+        {%- endif %}
+    {%- elif message['role'] == 'assistant' %}
+        {{- ' ' + message['content'] + eos_token}}
+    {%- else %}
+        {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}
+    {%- endif %}
+{%- endfor %}
+"""
 MISTRAL_V3_TEMPLATE = """{%- if messages[0]["role"] == "system" %}
     {%- set system_message = messages[0]["content"] %}
     {%- set loop_messages = messages[1:] %}
@@ -170,7 +197,8 @@ CASES = [
     ("llama3", LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>", "llama3", True),
     ("llama3.1", LLAMA31_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>", "llama3.1", True),
     ("llama2", LLAMA2_TEMPLATE, "<s>", "</s>", "llama2", True),
-    ("mistral-v0.1", MISTRAL_V1_TEMPLATE, "<s>", "</s>", "mistral", False),
+    ("mistral-v0.1-first", MISTRAL_V1_TEMPLATE, "<s>", "</s>", "mistral-legacy", False),
+    ("mistral-v0.2", MISTRAL_V2_TEMPLATE, "<s>", "</s>", "mistral", True),
     ("mistral-v0.3", MISTRAL_V3_TEMPLATE, "<s>", "</s>", "mistral-v3", True),
     ("gemma3", GEMMA3_TEMPLATE, "<bos>", "<eos>", "gemma", True),
     ("phi3", PHI3_TEMPLATE, "<s>", "<|endoftext|>", "phi3", True),
@@ -225,6 +253,59 @@ def test_template_renders_like_jinja(case, jinja, bos, eos, family, system_ok):
     for stop in FAMILIES[family].stops:
         assert stop in mf.stops
     assert eos in mf.stops
+
+
+THREE_TURNS = [
+    {"role": "system", "content": SYSTEM},
+    {"role": "user", "content": "Hi there"},
+    {"role": "assistant", "content": "Hello! How can I help?"},
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "content": "4"},
+    {"role": "user", "content": "And 3+3?"},
+]
+
+
+@pytest.mark.parametrize(
+    "jinja,family,want",
+    [
+        (
+            MISTRAL_V2_TEMPLATE,
+            "mistral",
+            f" [INST] {SYSTEM}\n\nHi there [/INST] Hello! How can I help?</s>"
+            " [INST] What is 2+2? [/INST] 4</s> [INST] And 3+3? [/INST]",
+        ),
+        (
+            MISTRAL_V3_TEMPLATE,
+            "mistral-v3",
+            "[INST] Hi there[/INST] Hello! How can I help?</s>[INST] What is 2+2?[/INST] 4</s>"
+            f"[INST] {SYSTEM}\n\nAnd 3+3?[/INST]",
+        ),
+    ],
+    ids=["v0.2", "v0.3"],
+)
+def test_mistral_multi_turn_with_system(jinja, family, want):
+    """Spaces and the place of the system prompt, exactly as each Mistral jinja writes them."""
+    tok = make_tokenizer(jinja, "<s>", "</s>")
+    mf = build_modelfile("./m.gguf", tok)
+    assert mf.family == family
+    assert jinja_render(tok, THREE_TURNS) == want  # BOS excluded: Ollama's runner adds it
+    assert ollama_render(mf.template, THREE_TURNS, system=mf.system) == want
+    # the Modelfile's SYSTEM stands in when the chat has none
+    mf_sys = build_modelfile("./m.gguf", tok, system=SYSTEM)
+    assert ollama_render(mf_sys.template, THREE_TURNS[1:], system=mf_sys.system) == want
+
+
+def test_mistral_first_jinja_takes_system_on_first_turn():
+    """The first v0.1 jinja refuses a system role; Ollama's SYSTEM goes on the first turn."""
+    tok = make_tokenizer(MISTRAL_V1_TEMPLATE, "<s>", "</s>")
+    mf = build_modelfile("./m.gguf", tok, system=SYSTEM)
+    assert mf.family == "mistral-legacy"
+    no_system = THREE_TURNS[1:]
+    assert ollama_render(mf.template, no_system, system=None) == jinja_render(tok, no_system)
+    assert ollama_render(mf.template, no_system, system=SYSTEM) == (
+        f"[INST] {SYSTEM}\n\nHi there [/INST]Hello! How can I help?</s>"
+        "[INST] What is 2+2? [/INST]4</s>[INST] And 3+3? [/INST]"
+    )
 
 
 def test_default_system_prompt_is_carried():

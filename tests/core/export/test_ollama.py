@@ -1,11 +1,13 @@
-"""Ollama registration: API contract against a local fake server, CLI fallback, real Ollama."""
+"""Ollama registration: API contract against a local fake server, CLI fallback.
+
+The real server is exercised in test_ollama_real.py.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from spark_tui.core.export.modelfile import build_modelfile
-from spark_tui.core.export.ollama import create_command, register
+from spark_tui.core.export.ollama import (
+    create_command,
+    is_loopback,
+    parse_parameters,
+    register,
+    resolve_host,
+)
 
 
 class FakeOllama:
@@ -24,6 +32,9 @@ class FakeOllama:
         self.creates: list[dict] = []
         self.chats: list[dict] = []
         self.bad_digests: list[str] = []
+        self.blob_posts = 0
+        self.stored_template: str | None = None  # set to mimic a server that changed it
+        self.done_reason = "stop"
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -72,6 +83,7 @@ class FakeOllama:
                         outer.bad_digests.append(digest)
                         return self._reply(400, {"error": "digest mismatch"})
                     outer.blobs[digest] = body
+                    outer.blob_posts += 1
                     return self._reply(201)
                 req = json.loads(body or b"{}")
                 if self.path == "/api/create":
@@ -89,6 +101,23 @@ class FakeOllama:
                             "created_at": "2026-11-26T00:00:00Z",
                             "message": {"role": "assistant", "content": " Paris. "},
                             "done": True,
+                            "done_reason": outer.done_reason,
+                        },
+                    )
+                if self.path == "/api/show":
+                    made = [c for c in outer.creates if c["model"] == req.get("model")]
+                    if not made:
+                        return self._reply(404, {"error": "model not found"})
+                    params = made[-1].get("parameters", {})
+                    lines = [f"stop {json.dumps(s)}" for s in params.get("stop", [])]
+                    lines += [f"{k} {v}" for k, v in params.items() if k != "stop"]
+                    return self._reply(
+                        200,
+                        {
+                            "template": outer.stored_template or made[-1].get("template"),
+                            "system": made[-1].get("system"),
+                            "parameters": "\n".join(lines),
+                            "details": {"format": "gguf", "quantization_level": "Q4_K_M"},
                         },
                     )
                 if self.path == "/api/generate":
@@ -232,20 +261,97 @@ def test_cli_ollama_via_api(llama3_export, llama3_dir, tmp_path, capsys):
     }
 
 
-@pytest.mark.skipif(shutil.which("ollama") is None, reason="the `ollama` command is not on PATH")
-def test_real_ollama(llama3_export, llama3_dir, tmp_path):
-    from spark_tui.core.export.pipeline import write_modelfiles
+def test_blobs_the_server_has_are_not_uploaded_again(tmp_path, chatml_tokenizer):
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(range(256)) * 50)
+    mf = build_modelfile("./m.gguf", chatml_tokenizer)
+    mf_path = mf.write(tmp_path / "Modelfile")
+    seen: list[tuple[str, int, int]] = []
+    with FakeOllama() as srv:
+        for name in ("first", "second"):
+            res = register(
+                name,
+                mf,
+                mf_path,
+                host=srv.url,
+                use_cli=False,
+                test_prompt=None,
+                progress=lambda *a: seen.append(a),
+            )
+            assert res.registered and res.warnings == [], res.summary_lines()
+    assert srv.blob_posts == 1  # HEAD said the second time that the blob is there
+    size = gguf.stat().st_size
+    assert seen[-1] == ("upload", size, size)
 
-    folder = tmp_path / "real"
-    folder.mkdir()
-    gguf = folder / "tiny-f16.gguf"
-    shutil.copy(llama3_export.outputs["f16"], gguf)
-    mf, mf_path, _st, _ = write_modelfiles(llama3_dir, folder, gguf, num_ctx=512)
-    res = register("spark-tui-test-tiny", mf, mf_path, test_prompt="Hello")
-    if not res.registered and "not reachable" in res.message:
-        pytest.skip(f"ollama is installed but its server is not running: {res.message}")
-    try:
-        assert res.registered and res.method == "cli", res.message
-        assert res.answer is not None
-    finally:
-        subprocess.run(["ollama", "rm", "spark-tui-test-tiny"], capture_output=True, check=False)
+
+def test_loopback_requests_ignore_proxy_settings(tmp_path, chatml_tokenizer, monkeypatch):
+    """A corporate HTTP(S)_PROXY must not swallow requests to a local Ollama."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    mf = build_modelfile("./m.gguf", chatml_tokenizer)
+    mf_path = mf.write(tmp_path / "Modelfile")
+    with FakeOllama() as srv:
+        res = register("proxied", mf, mf_path, host=srv.url, use_cli=False)
+    assert res.registered and res.answer == "Paris.", res.message
+
+
+def test_a_rambling_answer_and_a_changed_template_are_reported(tmp_path, chatml_tokenizer):
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    mf = build_modelfile("./m.gguf", chatml_tokenizer)
+    mf_path = mf.write(tmp_path / "Modelfile")
+    with FakeOllama() as srv:
+        srv.done_reason = "length"
+        srv.stored_template = "{{ .Prompt }}"
+        res = register("rambler", mf, mf_path, host=srv.url, use_cli=False)
+    assert res.registered and res.done_reason == "length"
+    text = "\n".join(res.summary_lines())
+    assert "did not end by itself" in text and "different TEMPLATE" in text
+
+
+def test_missing_from_file_is_refused_before_ollama_is_asked(tmp_path, chatml_tokenizer):
+    from spark_tui.core.errors import SparkError
+
+    mf = build_modelfile("./absent.gguf", chatml_tokenizer)
+    mf_path = mf.write(tmp_path / "Modelfile")
+    with pytest.raises(SparkError, match="FROM does not exist"):
+        register("x", mf, mf_path, host="http://127.0.0.1:9", use_cli=False)
+
+
+@pytest.mark.parametrize(
+    "given,want",
+    [
+        (None, "http://127.0.0.1:11434"),
+        ("127.0.0.1:18434", "http://127.0.0.1:18434"),
+        ("0.0.0.0", "http://127.0.0.1:11434"),
+        ("http://localhost", "http://localhost:80"),
+        ("https://ollama.example.org/", "https://ollama.example.org:443"),
+        ("http://[::1]:5000", "http://[::1]:5000"),
+    ],
+)
+def test_host_resolution(given, want, monkeypatch):
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    assert resolve_host(given) == want
+
+
+def test_host_from_environment_and_loopback(monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:12345")
+    assert resolve_host(None) == "http://127.0.0.1:12345"
+    assert is_loopback("http://127.0.0.1:1") and is_loopback("http://[::1]:1")
+    assert is_loopback("http://localhost:1") and not is_loopback("http://10.0.0.2:11434")
+
+
+def test_show_parameters_are_parsed():
+    text = (
+        'num_ctx                        4096\nstop                           "<|im_start|>"\n'
+        'stop                           "say \\"hi\\""\ntemperature                    0.2'
+    )
+    assert parse_parameters(text) == {
+        "num_ctx": 4096,
+        "stop": ["<|im_start|>", 'say "hi"'],
+        "temperature": 0.2,
+    }
