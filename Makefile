@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/data_prep.py
 	$(VENV)/bin/python bench/memory_estimate.py
 	$(VENV)/bin/python bench/train_overhead.py
+	$(VENV)/bin/python bench/deploy_memory.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -102,7 +102,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--system", help="system prompt (default: the run's data.system_prompt)")
     p.add_argument("--num-ctx", type=int, help="context length for Ollama (default: up to 4096)")
     p.add_argument("--template", help="template family override (chatml, llama3, llama2, ...)")
-    p.add_argument("--prompt", default="What is the capital of France?", help="test prompt")
+    p.add_argument(
+        "--prompt",
+        default=None,
+        help="test prompt (default: a one-word question the model answers and stops)",
+    )
     p.add_argument("--api", action="store_true", help="use the REST API even if the CLI exists")
     p.add_argument("--out", help="output folder (default: RUN or DIR-gguf)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -240,6 +244,19 @@ def _checks(rep: Any) -> dict[str, str]:
     return {"tokenization": tok, "tensors": tensors, "logits": logits}
 
 
+def _provenance(run: Any) -> dict[str, str]:
+    """general.finetune / general.base_model for the GGUF of a run (nothing for a folder)."""
+    if run is None:
+        return {}
+    from spark_tui.core.models import DEFAULT_HUB_ID, DEFAULT_MODEL_ID
+
+    model_id = run.config().model.id
+    return {
+        "finetune": run.id,
+        "base_model": DEFAULT_HUB_ID if model_id in ("", DEFAULT_MODEL_ID) else model_id,
+    }
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from spark_tui.core.export.pipeline import export_model, export_preflight, save_summary
 
@@ -266,6 +283,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         system=system,
         plan=plan,
         progress=progress,
+        **_provenance(run),
     )
     summary = {
         "model_dir": str(model_dir),
@@ -321,7 +339,7 @@ def cmd_ollama(args: argparse.Namespace) -> int:
         _print_plan(plan)
         outcome = export_model(
             model_dir, gguf_dir, [args.qtype], stem=stem, system=system, plan=plan,
-            progress=progress,
+            progress=progress, **_provenance(run),
         )  # fmt: skip
         for v in outcome.verifications.values():
             print("\n".join(v.summary_lines()), file=sys.stderr)
@@ -347,7 +365,7 @@ def cmd_ollama(args: argparse.Namespace) -> int:
         mf_path,
         host=args.host,
         use_cli=False if args.api else None,
-        test_prompt=args.prompt,
+        test_prompt=args.prompt or ollama.TEST_PROMPT,
         progress=progress,
     )
     info = {
@@ -357,6 +375,8 @@ def cmd_ollama(args: argparse.Namespace) -> int:
         "method": res.method,
         "modelfile": str(mf_path),
         "answer": res.answer,
+        "done_reason": res.done_reason,
+        "warnings": res.warnings,
         "command": res.command,
         "message": res.message,
     }

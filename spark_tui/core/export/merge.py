@@ -154,6 +154,17 @@ def local_model_dir(base: str) -> Path:
         ) from exc
 
 
+def _default_shard_bytes(src: Any, out_dtype: str) -> int:
+    """Output shards as large as the base's largest shard (dtype change included)."""
+    from spark_tui.core.export.stream_merge import FLOATS, ITEMSIZE, output_shard_bytes
+
+    largest = max((f.stat().st_size for f in src.files), default=DEFAULT_SHARD_BYTES)
+    stored = [src.dtype(n) for n in src.names() if src.dtype(n) in FLOATS]
+    in_bpw = max((ITEMSIZE[d] for d in stored), default=4)
+    out_bpw = {"float32": 4, "float16": 2, "bfloat16": 2}[out_dtype]
+    return output_shard_bytes(largest, in_bpw, out_bpw)
+
+
 def _refuse_quantized(base_dir: Path) -> None:
     cfg_path = base_dir / "config.json"
     if not cfg_path.is_file():
@@ -221,7 +232,7 @@ def merge_adapter(
     check: bool = True,
     progress: Progress | None = None,
     method: str = "auto",
-    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    max_shard_bytes: int | None = None,
 ) -> MergeResult:
     """Merge the adapter in `adapter_dir` into its base and save a full model in `out_dir`.
 
@@ -231,7 +242,8 @@ def merge_adapter(
     `check`: compare logits (loads whole models: pass False for models that do not fit).
     `method`: "auto" (streaming when it covers the adapter, else PEFT), "streaming"
     (raise ExportError instead of falling back) or "peft".
-    `max_shard_bytes`: size limit of each output safetensors file.
+    `max_shard_bytes`: size limit of each output safetensors file (default: the base's own
+    largest shard, at most 5 GB - see stream_merge.output_shard_bytes).
     """
     import torch
     from transformers import AutoTokenizer
@@ -304,6 +316,8 @@ def merge_adapter(
             result.path = "streaming"
             result.notes.extend(plan.notes)
             result.tensors_merged = len(plan.lora)
+            if max_shard_bytes is None:
+                max_shard_bytes = _default_shard_bytes(src, dtype)
             result.shards = _stream_merge(
                 plan, src, adapter, tmp, out_dtype=dtype, max_shard_bytes=max_shard_bytes,
                 progress=progress,

@@ -183,9 +183,14 @@ def export_model(
     logit_prompts: int | None = None,
     available_bytes: int | None = None,
     plan: preflight.DeployPreflight | None = None,
+    finetune: str | None = None,
+    base_model: str | None = None,
     progress: Progress | None = None,
 ) -> ExportOutcome:
     """Export `model_dir` to every type in `types` under `out_dir`, verifying each file.
+
+    `finetune` (the run's name) and `base_model` (the model it was tuned from) go into
+    the GGUF's general.* metadata, which Ollama and llama.cpp show.
 
     The memory/disk preflight (`plan`, computed here when not given) refuses before
     any work when a required stage cannot fit; the logits check of a type that does
@@ -224,7 +229,15 @@ def export_model(
                 f16 = temp_f16 or out_dir / gguf_filename(stem, "f16")
                 quantize_gguf(f16, final, t, progress=progress)
             else:
-                res = export_gguf(model_dir, final, t, name=stem, progress=progress)
+                res = export_gguf(
+                    model_dir,
+                    final,
+                    t,
+                    name=stem,
+                    finetune=finetune,
+                    base_model=base_model,
+                    progress=progress,
+                )
                 outcome.notes.extend(n for n in res.notes if n not in outcome.notes)
             if final != temp_f16:
                 outcome.outputs[t] = final

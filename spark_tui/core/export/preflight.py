@@ -437,13 +437,11 @@ def plan_export(
     return pf
 
 
-def _merge_shard_bytes() -> int:
-    """The output shard size the streaming merge buffers (transformers' 5 GB default)."""
-    try:
-        from spark_tui.core.export.stream_merge import DEFAULT_SHARD_BYTES
-    except ImportError:
-        return 5_000_000_000
-    return int(DEFAULT_SHARD_BYTES)
+def _merge_shard_bytes(largest_input_shard: int, in_bpw: float, out_bpw: float) -> int:
+    """The output shard the streaming merge buffers (the base's own shard size, <= 5 GB)."""
+    from spark_tui.core.export.stream_merge import output_shard_bytes
+
+    return output_shard_bytes(largest_input_shard, in_bpw, out_bpw)
 
 
 def plan_merge(
@@ -458,7 +456,10 @@ def plan_merge(
     """Memory and disk of merging an adapter into `base_dir` (streaming, shard by shard)."""
     fp = model_footprint(base_dir)
     out_bpw = merge_bytes_per_weight or fp.bytes_per_weight
-    out_shard = min(_merge_shard_bytes(), fp.n_params * out_bpw)  # buffered until flushed
+    out_shard = min(  # buffered until flushed
+        _merge_shard_bytes(fp.largest_shard, fp.bytes_per_weight, out_bpw),
+        fp.n_params * out_bpw,
+    )
     disk = plan_outputs(fp.n_params, Path(out_dir).parent, [], merged_bytes_per_weight=out_bpw)
     pf = DeployPreflight(available_memory(available_bytes), disk=disk)
     work = fp.largest_tensor_fp32 * MERGE_WORK_COPIES

@@ -32,6 +32,18 @@ from spark_tui.core.export.tensor_source import TensorSource
 PREFIX = "base_model.model."
 INDEX_NAME = "model.safetensors.index.json"
 DEFAULT_SHARD_BYTES = 5_000_000_000  # transformers' max_shard_size="5GB"
+MIN_SHARD_BYTES = 64 * 1024**2
+
+
+def output_shard_bytes(largest_input_shard: int, in_bpw: float = 2, out_bpw: float = 2) -> int:
+    """The output shard limit when none is given: the base's own largest shard (scaled by
+    the dtype change), capped at transformers' 5 GB.  The merge buffers one output
+    shard, so matching the input keeps its peak at about two input shards whatever the
+    model's size, where a fixed 5 GB would hold a whole small model in memory."""
+    scaled = int(largest_input_shard * out_bpw / max(in_bpw, 1))
+    return max(MIN_SHARD_BYTES, min(DEFAULT_SHARD_BYTES, scaled))
+
+
 ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1}
 ITEMSIZE |= {"U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 FLOATS = ("F64", "F32", "F16", "BF16")

@@ -39,6 +39,7 @@ class TokenizationCheck:
     special_ids: frozenset[int] = frozenset()  # HF's special tokens (BOS, EOS, ...)
     spm_ids: list[int] | None = None  # SentencePiece's own ids, when tokenizer.model exists
     pieces: list[str] | None = None  # the GGUF ids as HF token strings (set on a mismatch)
+    hf_pieces: list[str] | None = None  # the HF ids as token strings (set on a mismatch)
 
     @property
     def match(self) -> bool:
@@ -63,7 +64,7 @@ class TokenizationCheck:
             (i for i in range(len(h) + 1) if g[:i] == h[:i] and g[i + 1 :] == h[i:]), None
         ) if len(g) == len(h) + 1 else None  # fmt: skip
         if extra is None:
-            return None
+            return LEGACY_SPACE if self._legacy_space_merged() else None
         space = self.pieces is None or not self.pieces[extra].strip("▁ Ġ")
         if extra > 0 and g[extra - 1] in self.special_ids and space:
             return LEGACY_SPACE
@@ -76,6 +77,47 @@ class TokenizationCheck:
             if all(blank):  # the extra token sits inside the leading whitespace
                 return LEADING_SPACE
         return None
+
+    def _legacy_space_merged(self) -> bool:
+        """The legacy extra space after special tokens, merged into the next pieces.
+
+        llama.cpp puts a space before each text fragment that follows a special token;
+        when the vocabulary has pieces such as '▁▁' the extra space does not stand as a
+        token of its own ('▁▁', 'W' instead of '▁W').  Fragment by fragment, the GGUF
+        text must equal HF's with one '▁' more after a special token, and nothing else.
+        """
+        if self.pieces is None or self.hf_pieces is None:
+            return False
+
+        def fragments(ids: list[int], pieces: list[str]) -> list[tuple[bool, str]]:
+            out: list[tuple[bool, str]] = []  # (follows a special token, text)
+            prev_special, buf = False, None
+            for t, p in zip(ids, pieces, strict=True):
+                if t in self.special_ids:
+                    if buf is not None:
+                        out.append(buf)
+                    out.append((True, f"<{t}>"))
+                    prev_special, buf = True, None
+                else:
+                    buf = (buf[0], buf[1] + p) if buf else (prev_special, p)
+                    prev_special = False
+            if buf is not None:
+                out.append(buf)
+            return out
+
+        g = fragments(self.gguf_ids, self.pieces)
+        h = fragments(self.hf_ids, self.hf_pieces)
+        if len(g) != len(h):
+            return False
+        extra = 0
+        for (g_after, g_text), (_h_after, h_text) in zip(g, h, strict=True):
+            if g_text == h_text:
+                continue
+            if g_after and g_text == "▁" + h_text:
+                extra += 1
+                continue
+            return False
+        return extra > 0
 
 
 @dataclass

@@ -136,6 +136,17 @@ def test_report_lists_three_sections_and_explained_warning_passes(tmp_path):
     assert lead.status == "warning" and "leading spaces" in str(lead.explain())
     other = TokenizationCheck("  42", [288, 365], [288, 400, 365], pieces=["▁▁", "x", "4"])
     assert other.status == "FAILED" and other.explain() is None
+    # the legacy space merged into a '▁▁' piece (Mistral-style vocabularies)
+    merged = TokenizationCheck(
+        "<s>[INST] What", [1, 3, 314, 285], [1, 3, 290, 374, 285], frozenset({1, 3}),
+        pieces=["<s>", "[INST]", "▁▁", "W", "hat"], hf_pieces=["<s>", "[INST]", "▁W", "hat"],
+    )  # fmt: skip
+    assert merged.status == "warning" and merged.explain()
+    moved = TokenizationCheck(
+        "<s>[INST] What", [1, 3, 314, 285], [1, 3, 290, 374, 285], frozenset({1, 3}),
+        pieces=["<s>", "[INST]", "▁▁", "W", "at"], hf_pieces=["<s>", "[INST]", "▁W", "hat"],
+    )  # fmt: skip
+    assert moved.status == "FAILED"
     rep = VerifyReport(tmp_path / "m-q8_0.gguf", "q8_0")
     rep.tokenization = [TokenizationCheck("hi", [1, 2], [1, 2]), explained]
     rep.tensors = _tensor_report()
