@@ -133,9 +133,10 @@ def resolve_base_model(adapter_cfg: dict[str, Any], model_id: str | None = None)
         except models.ModelError as exc:  # a recorded path that no longer exists: try the next
             first_error = first_error or str(exc)
             continue
+    recorded = adapter_cfg.get("base_model_name_or_path")
     raise ExportError(
-        "cannot find the base model of this adapter (adapter_config.json "
-        f"base_model_name_or_path={adapter_cfg.get('base_model_name_or_path')!r})"
+        f"cannot find the base model {model_id or recorded!r} of this adapter (the run's "
+        f"model / adapter_config.json base_model_name_or_path={recorded!r})"
         + (f": {first_error}" if first_error else "")
         + "; pass it with --base"
     )

@@ -282,7 +282,7 @@ def test_merge_check_only_when_both_models_fit(qwen2_dir, tmp_path, monkeypatch)
 
     monkeypatch.setattr(merge, "merge_adapter", fake_merge)
     # as for a model above the 5 GB output shard: the merge holds less than the whole model
-    monkeypatch.setattr(preflight, "_merge_shard_bytes", lambda: 400_000)
+    monkeypatch.setattr(preflight, "_merge_shard_bytes", lambda *_: 400_000)
     big = merge_preflight(run, available_bytes=10**12)
     need_merge, need_check = big.get("merge").ram, big.get("merge check").ram
     assert need_merge < need_check
