@@ -145,13 +145,13 @@ def _random_init(model, std: float = 0.08, head_std: float = 0.6) -> None:
                 p.copy_(std * torch.randn(p.shape, generator=g))
 
 
-@pytest.fixture(scope="session")
-def llama3_dir(tmp_path_factory) -> Path:
+def _llama3_family(vocab_size: int, rope_factor: float, tied: bool):
+    """A Llama-3-style tokenizer (byte-level BPE, Llama 3 split, BOS added) and a random
+    model with llama3 RoPE scaling: (model, hf_tokenizer)."""
     import torch
     from tokenizers import processors
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    out = tmp_path_factory.mktemp("llama3") / "model"
     specials = [
         "<|begin_of_text|>",
         "<|end_of_text|>",
@@ -167,14 +167,12 @@ def llama3_dir(tmp_path_factory) -> Path:
         special_tokens=[("<|begin_of_text|>", bos_id)],
     )
     hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<|begin_of_text|>",
-        eos_token="<|eot_id|>",
+        tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>"
     )
     hf_tok.chat_template = LLAMA3_TEMPLATE
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=768,
+        vocab_size=vocab_size,
         hidden_size=256,
         intermediate_size=512,
         num_hidden_layers=2,
@@ -185,20 +183,25 @@ def llama3_dir(tmp_path_factory) -> Path:
         rope_theta=500000.0,
         rope_scaling={
             "rope_type": "llama3",
-            "factor": 8.0,
+            "factor": rope_factor,
             "low_freq_factor": 1.0,
             "high_freq_factor": 4.0,
             "original_max_position_embeddings": 8192,
         },
-        tie_word_embeddings=False,
+        tie_word_embeddings=tied,
         bos_token_id=bos_id,
         eos_token_id=tok.token_to_id("<|eot_id|>"),
     )
     model = LlamaForCausalLM(cfg)
     _random_init(model)
-    model.save_pretrained(out)
-    hf_tok.save_pretrained(out)
-    return out
+    return model, hf_tok
+
+
+@pytest.fixture(scope="session")
+def llama3_dir(tmp_path_factory) -> Path:
+    """Llama 3.1-style: untied head, llama3 RoPE (factor 8)."""
+    model, hf_tok = _llama3_family(vocab_size=768, rope_factor=8.0, tied=False)
+    return _save(model, hf_tok, tmp_path_factory.mktemp("llama3") / "model")
 
 
 @pytest.fixture(scope="session")
@@ -489,56 +492,13 @@ def mistral_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def llama32_dir(tmp_path_factory) -> Path:
+    """Llama 3.2-style: tied embeddings, llama3 RoPE (factor 32)."""
     import torch
-    from tokenizers import processors
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    out = tmp_path_factory.mktemp("llama32") / "model"
-    specials = [
-        "<|begin_of_text|>",
-        "<|end_of_text|>",
-        "<|start_header_id|>",
-        "<|end_header_id|>",
-        "<|eot_id|>",
-    ]
-    tok = _byte_level_tokenizer(LLAMA3_SPLIT, specials)
-    bos_id = tok.token_to_id("<|begin_of_text|>")
-    tok.post_processor = processors.TemplateProcessing(
-        single="<|begin_of_text|> $A",
-        pair="<|begin_of_text|> $A <|begin_of_text|> $B",
-        special_tokens=[("<|begin_of_text|>", bos_id)],
-    )
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>"
-    )
-    hf_tok.chat_template = LLAMA3_TEMPLATE
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=704,
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=131072,
-        rms_norm_eps=1e-5,
-        rope_theta=500000.0,
-        rope_scaling={
-            "rope_type": "llama3",
-            "factor": 32.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 8192,
-        },
-        tie_word_embeddings=True,
-        bos_token_id=bos_id,
-        eos_token_id=tok.token_to_id("<|eot_id|>"),
-    )
-    model = LlamaForCausalLM(cfg)
-    _random_init(model)
+    model, hf_tok = _llama3_family(vocab_size=704, rope_factor=32.0, tied=True)
     with torch.no_grad():  # tied: make the (shared) embedding peaky enough for top-1 checks
         model.model.embed_tokens.weight.mul_(16.0)
-    return _save(model, hf_tok, out)
+    return _save(model, hf_tok, tmp_path_factory.mktemp("llama32") / "model")
 
 
 @pytest.fixture(scope="session")
