@@ -258,7 +258,12 @@ def _provenance(run: Any) -> dict[str, str]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from spark_tui.core.export.pipeline import export_model, export_preflight, save_summary
+    from spark_tui.core.export.pipeline import (
+        export_model,
+        export_preflight,
+        save_summary,
+        write_modelfiles,
+    )
 
     progress = _Printer(not args.json)
     run, model_dir, out, stem = _resolve(args)
@@ -293,6 +298,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         "notes": outcome.notes,
         "preflight": plan.to_dict(),
     }
+    if outcome.outputs:
+        # The Modelfile goes with the export (the run folder for a run): one `ollama create`
+        # away from a served model, with the TEMPLATE and stops that match training.
+        folder = Path(run.path) if run is not None and not args.out else out
+        first = next(iter(outcome.outputs.values()))
+        mf, mf_path, _st, _st_path = write_modelfiles(model_dir, folder, first, system=system)
+        summary["modelfile"] = str(mf_path)
+        summary["template"] = mf.family
     save_summary(out, {"export": summary})
     if args.json:
         summary["verifications"] = {t: v.to_dict() for t, v in outcome.verifications.items()}
@@ -306,7 +319,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         for v in outcome.verifications.values():
             print()
             print("\n".join(v.summary_lines()))
+        if "modelfile" in summary:
+            cmd = " ".join(ollama_create_command(stem, summary["modelfile"]))
+            print(f"\nModelfile: {summary['modelfile']} (template: {summary['template']})")
+            print(f"serve it: {cmd}   (or `spark-tui ollama ... --name NAME`)")
     return 0 if outcome.passed else 1
+
+
+def ollama_create_command(stem: str, modelfile: str) -> list[str]:
+    from spark_tui.core.export import ollama
+
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem.lower()) or "model"
+    return ollama.create_command(name, modelfile)
 
 
 def cmd_ollama(args: argparse.Namespace) -> int:

@@ -23,6 +23,12 @@ from spark_tui.core.errors import SparkError
 Progress = Callable[[str, int, int], None]
 
 
+# The one test question of the deploy step (GGUF verification's chat answer and the
+# Ollama test prompt): one the bundled 135M model answers briefly and stops after; the
+# plain "What is the capital of France?" rambles at q4_k_m until the token limit.
+TEST_QUESTION = "What is the capital of France? Answer in one word."
+
+
 class ExportError(SparkError):
     """A deploy step that cannot go on; the message names the file/setting and what to do."""
 

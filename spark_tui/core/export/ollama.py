@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from spark_tui.core.export.common import ExportError, Progress, report
+from spark_tui.core.export.common import TEST_QUESTION, ExportError, Progress, report
 from spark_tui.core.export.modelfile import Modelfile
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
-TEST_PROMPT = "What is the capital of France? Answer in one word."
+TEST_PROMPT = TEST_QUESTION
 TEST_NUM_PREDICT = 128
 _CHUNK = 1 << 20
 _NAME_RE = re.compile(

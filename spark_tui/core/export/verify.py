@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from spark_tui.core.export import preflight
-from spark_tui.core.export.common import ExportError, Progress, UnsupportedModelError, report
+from spark_tui.core.export.common import (
+    TEST_QUESTION,
+    ExportError,
+    Progress,
+    UnsupportedModelError,
+    report,
+)
 from spark_tui.core.export.verify_report import (
     LogitsCheck,
     TokenizationCheck,
@@ -53,7 +59,7 @@ TOKENIZATION_TEXTS = (
     "Emoji 😀👍🏽 and a flag 🇫🇷",
     "def f(x):\n\tif x:\n\t\treturn x\t# tab\n",
 )
-CHAT_QUESTION = "What is the capital of France?"
+CHAT_QUESTION = TEST_QUESTION
 
 # Allowed max |delta logit| as a fraction of the HF logits' max |value|, per file type.
 # f16 weights (and llama.cpp's f16 activations in matmuls) round at ~1e-3
