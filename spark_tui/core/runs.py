@@ -237,9 +237,37 @@ def create_run(cfg: RunConfig, root: Path | None = None) -> Run:
     run = Run(path)
     if not cfg.name:
         cfg.name = path.name
+    absolutize_paths(cfg)
     cfg.save(run.config_path)
     run.write_status(state="new", created=time.time(), step=0, total_steps=0)
     return run
+
+
+def local_path(value: str) -> str | None:
+    """`value` as an absolute path if it names a local file or folder, else None.
+
+    A value is local when it exists on disk or is written as one (./ ../ / ~);
+    "default", Hub ids ("org/name") and dataset ids that are not on disk are not.
+    """
+    if not value or value == "default":
+        return None
+    if value.startswith(("./", "../", "/", "~")) or os.path.exists(os.path.expanduser(value)):
+        return os.path.abspath(os.path.expanduser(value))
+    return None
+
+
+def absolutize_paths(cfg: RunConfig) -> RunConfig:
+    """Make the local model, data and validation paths absolute (in place).
+
+    The trainer runs inside the run folder, so a path stored as typed
+    ("mydata.jsonl") would no longer be found there.
+    """
+    for section, key in (("model", "id"), ("data", "path"), ("data", "validation_path")):
+        obj = getattr(cfg, section)
+        resolved = local_path(getattr(obj, key))
+        if resolved is not None:
+            setattr(obj, key, resolved)
+    return cfg
 
 
 def _default_name(cfg: RunConfig) -> str:

@@ -124,6 +124,55 @@ def test_objective_trains_and_saves(objective, method, spark_home, default_model
     assert "trainable parameters" in log and "finished at step 2" in log
 
 
+def test_create_run_stores_absolute_local_paths(spark_home, tmp_path, monkeypatch):
+    """Local paths become absolute in run.toml; "default" and Hub ids stay as typed."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mine.jsonl").write_text('{"text": "hi"}\n', encoding="utf-8")
+    (work / "val.jsonl").write_text('{"text": "hi"}\n', encoding="utf-8")
+    monkeypatch.chdir(work)
+    cfg = RunConfig()
+    cfg.data.path = "mine.jsonl"
+    cfg.data.validation_path = "./val.jsonl"
+    run = create_run(cfg)
+    saved = run.config()
+    assert saved.data.path == str(work / "mine.jsonl")
+    assert saved.data.validation_path == str(work / "val.jsonl")
+    assert saved.model.id == "default"
+    assert str(work / "mine.jsonl") in run.config_path.read_text()
+
+    hub = RunConfig()
+    hub.model.id = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    hub.data.path = "trl-lib/Capybara"
+    saved = create_run(hub).config()
+    assert saved.model.id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert saved.data.path == "trl-lib/Capybara"
+    assert saved.data.validation_path == ""
+
+    home_cfg = RunConfig()
+    home_cfg.model.id = "~/models/mine"
+    assert create_run(home_cfg).config().model.id == str(Path.home() / "models" / "mine")
+
+
+@pytest.mark.slow
+def test_run_created_with_relative_data_path_trains_from_the_run_folder(
+    spark_home, default_model_dir, tmp_path, monkeypatch
+):
+    """`--data mydata.jsonl` from another folder trains, though the trainer runs in the run."""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    data = tiny_data(work, "sft", rows=8)
+    monkeypatch.chdir(work)
+    cfg = tiny_cfg(tmp_path, "sft", "lora", steps=1, rows=8)
+    cfg.data.path = data.name  # relative, as typed on the command line
+    run = create_run(cfg)
+    assert run.config().data.path == str(data)
+    monkeypatch.chdir(run.path)  # where the detached trainer runs
+    st = training.run_training(run)
+    assert st["state"] == "finished", st.get("error")
+    assert st["step"] == 1
+
+
 @pytest.mark.slow
 def test_neftune_noise_only_in_training(spark_home, default_model_dir, tmp_path):
     """NEFTune adds noise to the embedding output in train mode only, and only when on."""
