@@ -251,23 +251,17 @@ def test_every_template_family_renders_like_jinja_in_ollama(ollama_server, expor
     length; that must equal the length of transformers' rendering for a multi-turn
     chat with a system prompt (gotemplate.py checks the text itself, offline).
     """
-    from test_modelfile import CASES, SYSTEM, jinja_render, make_tokenizer
+    from test_modelfile import CASES, THREE_TURNS, jinja_render, make_tokenizer
 
     from spark_tui.core.export.modelfile import build_modelfile
     from spark_tui.core.export.ollama import upload_blob
 
     gguf = exported[0]
-    chat = [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": "Hi there"},
-        {"role": "assistant", "content": "Hello! How can I help?"},
-        {"role": "user", "content": "What is 2+2?"},
-        {"role": "assistant", "content": "4"},
-        {"role": "user", "content": "And 3+3?"},
-    ]
+    chat = THREE_TURNS
     with _http(ollama_server.url) as http:
-        digest = upload_blob(http, gguf)
         for case, jinja, bos, eos, family, system_ok in CASES:
+            # again each time: deleting the last model that uses a blob prunes it
+            digest = upload_blob(http, gguf)
             tok = make_tokenizer(jinja, bos, eos)
             mf = build_modelfile(f"./{gguf.name}", tok)
             assert mf.family == family
