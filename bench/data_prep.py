@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from spark_tui.config import RunConfig
     from spark_tui.core.data import prepare_dataset
-    from spark_tui.core.models import ensure_default_model
+    from spark_tui.core.model.resolve import ensure_default_model
 
     tok = AutoTokenizer.from_pretrained(ensure_default_model())
     with tempfile.TemporaryDirectory(prefix="spark-tui-bench-") as tmp:

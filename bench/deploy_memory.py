@@ -87,7 +87,7 @@ def generate(folder: Path, n_layers: int) -> dict:
     import torch
     from safetensors.torch import save_file
 
-    from spark_tui.core.models import ensure_default_model
+    from spark_tui.core.model.resolve import ensure_default_model
 
     tok_dir = ensure_default_model()
     vocab = json.loads((tok_dir / "config.json").read_text())["vocab_size"]

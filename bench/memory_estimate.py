@@ -48,9 +48,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from spark_tui.core import catalog  # noqa: E402
-from spark_tui.core.catalog import Architecture  # noqa: E402
-from spark_tui.core.memory import Settings, estimate  # noqa: E402
+from spark_tui.core.memory.estimator import estimate  # noqa: E402
+from spark_tui.core.memory.settings import Settings  # noqa: E402
+from spark_tui.core.model import catalog  # noqa: E402
+from spark_tui.core.model.architecture import Architecture  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -422,7 +423,7 @@ def _save_random(case: Case, out: Path) -> None:
 def run_case(case: Case, device: str, steps: int, tmp: Path) -> dict:
     model_dir = None
     if case.model == "default" and not case.shrink:
-        from spark_tui.core.models import ensure_default_model
+        from spark_tui.core.model.resolve import ensure_default_model
 
         model_dir = str(ensure_default_model())
     elif case.method == "qlora":

@@ -6,7 +6,7 @@ Both sides train the default model with LoRA SFT on the same prepared dataset,
 in fresh subprocesses, alternating (ours, plain, ours, plain, ...) so that a
 change in machine load hits both alike:
 
-- ours:  `python -m spark_tui.core.train_process RUN_DIR` — the real detached
+- ours:  `python -m spark_tui.core.train.entry RUN_DIR` — the real detached
   trainer: run lock, output redirection, status heartbeat, metrics.jsonl,
   stop/NaN guards, checkpoints;
 - plain: a TRL script a user would write (SFTTrainer + LoraConfig with the same
@@ -57,7 +57,7 @@ def plain_trl(data_dir: str, steps: int, out: str) -> None:
     from trl import SFTConfig, SFTTrainer
 
     from spark_tui.core.data import training_chat_template
-    from spark_tui.core.models import ensure_default_model
+    from spark_tui.core.model.resolve import ensure_default_model
 
     cfg = make_config(steps)
     path = ensure_default_model()
@@ -134,11 +134,11 @@ def _durations(times: dict[int, float]) -> dict[int, float]:
 
 
 def run_ours(cfg, env) -> dict:
-    from spark_tui.core.runs import create_run
+    from spark_tui.core.train.runs import create_run
 
     run = create_run(cfg)
     subprocess.run(
-        [sys.executable, "-m", "spark_tui.core.train_process", str(run.path)],
+        [sys.executable, "-m", "spark_tui.core.train.entry", str(run.path)],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,

@@ -16,7 +16,8 @@ from textual.binding import Binding
 from textual.worker import get_current_worker
 
 from spark_tui.config import RunConfig
-from spark_tui.core import runs as runs_core
+from spark_tui.core.base import names
+from spark_tui.core.train import runs as runs_core
 
 # Wizard order.  Each step names the module and Screen class that implements it;
 # modules are imported only when the step is first shown.
@@ -75,7 +76,7 @@ class SparkTuiApp(App):
         """Import torch/transformers off the UI thread so later steps open quickly."""
         import contextlib
 
-        from spark_tui.core.lazy import warm_imports
+        from spark_tui.core.base.lazy import warm_imports
 
         with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
             warm_imports()
@@ -124,7 +125,7 @@ class SparkTuiApp(App):
         """Tail the run folder and hand every update to the screens that draw it."""
         import time
 
-        from spark_tui.core.process import RunFollower
+        from spark_tui.core.train.process import RunFollower
 
         worker = get_current_worker()
         follower = RunFollower(run, interval=0.5, stop_when_done=False)
@@ -153,7 +154,7 @@ class SparkTuiApp(App):
     def active_run(self) -> runs_core.Run | None:
         if self.current_run is None:
             return None
-        return self.current_run if self.current_run.status().get("state") in runs_core.ACTIVE_STATES else None
+        return self.current_run if self.current_run.status().get("state") in names.ACTIVE_STATES else None
 
     # -- global actions -------------------------------------------------------
     def action_help(self) -> None:

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from spark_tui import __version__
-from spark_tui.core.errors import SparkError
+from spark_tui.core.base.errors import SparkError
 
 
 def build_parser() -> argparse.ArgumentParser:

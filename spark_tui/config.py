@@ -26,7 +26,7 @@ else:  # pragma: no cover - exercised only on 3.10
 
 import tomli_w
 
-from spark_tui.core.errors import SparkError
+from spark_tui.core.base.errors import SparkError
 
 Objective = Literal["sft", "dpo", "simpo", "orpo", "kto", "reward"]
 Adapter = Literal["full", "lora", "qlora", "prompt_tuning", "prefix_tuning", "adalora", "ia3"]
@@ -40,6 +40,22 @@ DataFormat = Literal[
     "auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text",
     "preference", "kto",
 ]
+
+# The choices as tuples, for argparse and validation everywhere (one home: the types above).
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+ADAPTERS: tuple[str, ...] = get_args(Adapter)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+# Objectives trained on chosen/rejected pairs, and those that compare with a reference model.
+PAIRED_OBJECTIVES = frozenset({"dpo", "simpo", "orpo", "reward"})
+REFERENCE_OBJECTIVES = frozenset({"dpo", "kto"})
+# A method name as the CLI and the wizard say it -> (method.adapter, use_dora, use_rslora).
+METHODS: dict[str, tuple[str, bool, bool]] = {
+    "full": ("full", False, False),
+    "lora": ("lora", False, False),
+    "qlora": ("qlora", False, False),
+    "dora": ("lora", True, False),
+    "rslora": ("lora", False, True),
+}
 
 # Keys that must never be written into a run folder (see `to_toml`).
 SECRET_KEYS = frozenset({"token", "hf_token", "api_key", "password"})
@@ -125,12 +141,22 @@ class TrainConfig:
 class PreferenceConfig:
     """Settings of the preference objectives (DPO, SimPO, ORPO, KTO)."""
 
-    beta: float = 0.1
-    simpo_gamma: float = 0.5
-    orpo_lambda: float = 0.1
-    kto_desirable_weight: float = 1.0
+    beta: float = 0.1  # DPO and KTO (TRL's DPOConfig/KTOConfig default)
+    simpo_beta: float = 2.0  # SimPO's own scale (SimPO paper; the course's SimPOConfig)
+    simpo_gamma_beta_ratio: float = 0.5  # SimPO margin as γ/β (the course's gamma_beta_ratio)
+    orpo_lambda: float = 0.1  # ORPO paper's λ (TRL's ORPOConfig beta default)
+    kto_desirable_weight: float = 1.0  # KTO paper / TRL default
     kto_undesirable_weight: float = 1.0
     reference: RefHandling = "auto"
+
+    @property
+    def simpo_gamma(self) -> float:
+        """SimPO's absolute target margin γ = (γ/β) × β: the one place it is computed."""
+        return self.simpo_gamma_beta_ratio * self.simpo_beta
+
+    def beta_for(self, objective: str) -> float:
+        """The β an objective trains with (ORPO's λ plays that part in TRL's ORPOConfig)."""
+        return {"simpo": self.simpo_beta, "orpo": self.orpo_lambda}.get(objective, self.beta)
 
 
 @dataclass
@@ -156,7 +182,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        return _build(cls, data, "")
+        return _build(cls, _upgrade(data), "")
 
     @classmethod
     def from_toml(cls, text: str, source: str = "run.toml") -> RunConfig:
@@ -181,7 +207,7 @@ class RunConfig:
         return cls.from_toml(text, str(path))
 
     def save(self, path: str | Path) -> None:
-        from spark_tui.core.fsutil import atomic_write_text
+        from spark_tui.core.base.atomic import atomic_write_text
 
         atomic_write_text(Path(path), self.to_toml())
 
@@ -222,11 +248,32 @@ def known_keys(cls: type = RunConfig, prefix: str = "") -> list[str]:
     return out
 
 
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A run.toml written by an older version, in today's keys, training the same thing.
+
+    Before SimPO had its own β, `preference.simpo_gamma` held the γ/β ratio and
+    SimPO trained with the shared `preference.beta`.
+    """
+    pref = data.get("preference")
+    if not isinstance(pref, dict) or "simpo_gamma" not in pref:
+        return data
+    pref = dict(pref)
+    pref.setdefault("simpo_gamma_beta_ratio", pref.pop("simpo_gamma"))
+    objective = (data.get("method") or {}).get("objective")
+    if objective == "simpo" and "simpo_beta" not in pref:
+        pref["simpo_beta"] = pref.get("beta", PreferenceConfig.beta)
+    return {**data, "preference": pref}
+
+
+# Tables whose keys are the user's own names (column names), not settings.
+_USER_NAMED_TABLES = frozenset({"column_map"})
+
+
 def _check_no_secrets(data: dict[str, Any], path: str = "") -> None:
     for key, value in data.items():
         if key.lower() in SECRET_KEYS:
             raise ConfigError(f"refusing to write secret key '{path}{key}' into a run file")
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key not in _USER_NAMED_TABLES:
             _check_no_secrets(value, f"{path}{key}.")
 
 

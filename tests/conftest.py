@@ -24,7 +24,7 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     """The bundled default model, converted once (real conversion, cached on disk)."""
-    from spark_tui.core.models import ensure_default_model
+    from spark_tui.core.model.resolve import ensure_default_model
 
     return ensure_default_model()
 

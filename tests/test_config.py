@@ -88,3 +88,31 @@ def test_secrets_never_written():
 
     with pytest.raises(ConfigError, match="secret"):
         _check_no_secrets({"model": {"hf_token": "x"}})
+
+
+def test_simpo_defaults_are_its_own_and_gamma_is_one_product():
+    pref = RunConfig().preference
+    assert (pref.beta, pref.simpo_beta, pref.simpo_gamma_beta_ratio) == (0.1, 2.0, 0.5)
+    assert pref.simpo_gamma == pytest.approx(1.0)
+    assert [pref.beta_for(o) for o in ("dpo", "kto", "simpo", "orpo")] == [0.1, 0.1, 2.0, 0.1]
+
+
+def test_old_run_toml_with_simpo_gamma_keeps_training_the_same():
+    # Before SimPO had its own β, simpo_gamma held the γ/β ratio and SimPO used preference.beta.
+    old = RunConfig.from_toml(
+        '[method]\nobjective = "simpo"\n[preference]\nbeta = 0.3\nsimpo_gamma = 0.6\n'
+    )
+    assert (old.preference.simpo_beta, old.preference.simpo_gamma_beta_ratio) == (0.3, 0.6)
+    assert old.preference.simpo_gamma == pytest.approx(0.18)
+    dpo = RunConfig.from_toml('[preference]\nsimpo_gamma = 0.6\n')
+    assert (dpo.preference.simpo_beta, dpo.preference.simpo_gamma_beta_ratio) == (2.0, 0.6)
+
+
+def test_a_column_named_token_is_not_a_secret():
+    cfg = RunConfig()
+    cfg.data.column_map = {"token": "prompt", "answer": "response"}
+    assert RunConfig.from_toml(cfg.to_toml()).data.column_map == cfg.data.column_map
+    from spark_tui.config import _check_no_secrets
+
+    with pytest.raises(ConfigError, match="secret"):  # a real secret key is still refused
+        _check_no_secrets({"data": {"column_map": {}, "token": "hf_x"}})

@@ -4,7 +4,7 @@ import questionary
 
 from spark_tui.cli import main
 from spark_tui.commands import quickstart
-from spark_tui.core import runs
+from spark_tui.core.train import runs
 
 
 class _Answer:
@@ -41,7 +41,7 @@ def test_ctrl_c_changes_nothing(monkeypatch, spark_home, capsys):
 
 
 def test_quickstart_writes_run_toml_and_starts(monkeypatch, spark_home, default_model_dir):
-    from spark_tui.core import process
+    from spark_tui.core.train import process
 
     started = []
     monkeypatch.setattr(process, "start_training", lambda run, **k: started.append(run))

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spark_tui.core.errors import SparkError
-
-OBJECTIVES = ["auto", "sft", "dpo", "simpo", "orpo", "kto", "reward"]
+from spark_tui.commands.args import add_command, add_json, add_repeatable
+from spark_tui.core.base.errors import SparkError
+from spark_tui.core.method.choices import OBJECTIVES
 
 
 def register(subparsers: Any) -> None:
@@ -37,24 +37,19 @@ def register(subparsers: Any) -> None:
         q.add_argument(
             "--objective",
             default="auto",
-            choices=OBJECTIVES,
+            choices=["auto", *OBJECTIVES],
             help="training objective (auto: from the data's format)",
         )
-        q.add_argument(
-            "--map",
-            action="append",
-            default=[],
-            metavar="SRC=FIELD",
-            help="rename a column, e.g. --map question=instruction (repeatable)",
+        add_repeatable(
+            q, "--map", "SRC=FIELD", "rename a column, e.g. --map question=instruction (repeatable)"
         )
         q.add_argument("--system-prompt", default="", help="system prompt for rows without one")
         q.add_argument("--max-length", type=int, default=512, help="max tokens a row may have")
-        q.add_argument(
+        add_repeatable(
+            q,
             "--drop",
-            action="append",
-            default=[],
-            metavar="CATEGORY",
-            help="lint category to drop (e.g. exact_duplicate, too_long, "
+            "CATEGORY",
+            "lint category to drop (e.g. exact_duplicate, too_long, "
             "too_long:truncate, recommended); repeatable",
         )
         q.add_argument("--chat-template", default="auto", choices=["auto", "chatml", "llama3"])
@@ -62,13 +57,13 @@ def register(subparsers: Any) -> None:
         q.add_argument(
             "--split", default="train", help="split to read from a Hub id or datasets folder"
         )
-        q.add_argument("--json", action="store_true", help="print the report as JSON")
+        add_json(q, "print the report as JSON")
 
-    ins = sub.add_parser("inspect", help="detect the format, lint, and print stats")
-    common(ins)
-    ins.set_defaults(func=cmd_inspect)
+    common(add_command(sub, "inspect", cmd_inspect, "detect the format, lint, and print stats"))
 
-    prep = sub.add_parser("prepare", help="write a prepared dataset folder (train + validation)")
+    prep = add_command(
+        sub, "prepare", cmd_prepare, "write a prepared dataset folder (train + validation)"
+    )
     common(prep)
     prep.add_argument("--out", required=True, help="output folder (load_from_disk opens it)")
     prep.add_argument(
@@ -77,7 +72,6 @@ def register(subparsers: Any) -> None:
     prep.add_argument("--val-count", type=int, default=None, help="number of validation rows")
     prep.add_argument("--validation", default="", help="a separate validation file")
     prep.add_argument("--seed", type=int, default=42)
-    prep.set_defaults(func=cmd_prepare)
 
 
 def _config(args: argparse.Namespace, objective: str) -> Any:

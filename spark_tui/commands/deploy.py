@@ -20,26 +20,31 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spark_tui.core.errors import SparkError
+from spark_tui.commands.args import add_command, add_json, add_run
+from spark_tui.core.base.errors import SparkError
 
 TYPES = ("f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
+_RUN_HELP = "run folder, id, or unique part of an id"
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "merge",
+        cmd_merge,
         help="merge a run's LoRA/DoRA/QLoRA adapter into a full model (RUN/merged/)",
         description="Merge the trained adapter into the base weights (QLoRA: into the base "
         "reloaded in 16-bit) and check that the merged logits equal the adapter model's.",
     )
-    p.add_argument("run", help="run folder, id, or unique part of an id")
+    add_run(p, _RUN_HELP, metavar=None)
     p.add_argument("--base", help="base model folder or Hub id (default: the run's model)")
     p.add_argument("--no-check", action="store_true", help="skip the logits check")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_merge)
+    add_json(p)
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "export",
+        cmd_export,
         help="export a run (or --model-dir) to GGUF and verify it against the HF model",
         description="Write GGUF files with spark-tui's own exporter (f16, bf16, q8_0) and "
         "llama.cpp's quantizer (q4_k_m, q5_k_m, q6_k), then verify each with llama.cpp and "
@@ -67,11 +72,12 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="use this llama.cpp checkout (convert_hf_to_gguf.py + llama-quantize) instead",
     )
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_export)
+    add_json(p)
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "ollama",
+        cmd_ollama,
         help="write a Modelfile and register the exported model with Ollama",
         description="Write a Modelfile (FROM the GGUF, TEMPLATE equivalent to the chat template, "
         "stop tokens, SYSTEM, num_ctx), register it with the ollama CLI or the REST API, and "
@@ -109,12 +115,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--api", action="store_true", help="use the REST API even if the CLI exists")
     p.add_argument("--out", help="output folder (default: RUN or DIR-gguf)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_ollama)
+    add_json(p)
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", nargs="?", help="run folder, id, or unique part of an id")
+    add_run(p, _RUN_HELP, metavar=None, nargs="?")
     p.add_argument(
         "--model-dir", metavar="DIR", help="export this Hugging Face model folder instead of a run"
     )
@@ -169,7 +174,7 @@ def _resolve(args: argparse.Namespace):
         return None, d, out, d.name
     if not args.run:
         raise SparkError("give a RUN (folder or id) or --model-dir DIR")
-    from spark_tui.core.runs import resolve_run
+    from spark_tui.core.train.runs import resolve_run
 
     run = resolve_run(args.run)
     return run, None, None, run.id
@@ -191,7 +196,7 @@ def _merge(run: Any, progress: Any, *, check: bool = True, base: str | None = No
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from spark_tui.core.runs import resolve_run
+    from spark_tui.core.train.runs import resolve_run
 
     run = resolve_run(args.run)
     plan, res = _merge(run, _Printer(not args.json), check=not args.no_check, base=args.base)
@@ -248,7 +253,7 @@ def _provenance(run: Any) -> dict[str, str]:
     """general.finetune / general.base_model for the GGUF of a run (nothing for a folder)."""
     if run is None:
         return {}
-    from spark_tui.core.models import DEFAULT_HUB_ID, DEFAULT_MODEL_ID
+    from spark_tui.core.model.resolve import DEFAULT_HUB_ID, DEFAULT_MODEL_ID
 
     model_id = run.config().model.id
     return {

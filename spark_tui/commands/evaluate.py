@@ -16,18 +16,21 @@ import json
 import sys
 from typing import Any
 
-from spark_tui.core.errors import SparkError
+from spark_tui.commands.args import add_command, add_device, add_json, add_run
+from spark_tui.core.base.errors import SparkError
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "eval",
+        handle_eval,
         help="evaluate a run on its held-out split (tuned vs base)",
         description="Loss, perplexity, ROUGE and BLEU (and reward accuracy for preference runs) "
         "on the run's validation split, base and tuned side by side; saved to eval.json.",
     )
-    p.add_argument("run", metavar="RUN", help="run id or folder")
-    p.add_argument("--json", action="store_true", help="print eval.json instead of tables")
+    add_run(p)
+    add_json(p, "print eval.json instead of tables")
     p.add_argument(
         "--max-prompts", type=int, default=8, help="held-out prompts to answer (default 8)"
     )
@@ -43,18 +46,17 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="score the base model only (no trained weights needed)",
     )
-    p.add_argument("--device", default="auto", help="auto, cuda, cpu or mps")
-    p.set_defaults(func=handle_eval)
+    add_device(p)
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "chat",
+        handle_chat,
         help="chat with a run's model (tuned, base, merged or GGUF)",
         description="A simple chat REPL on stdin. Commands: /exit, /reset, /base, /tuned. "
         "EOF (Ctrl-D) also exits.",
     )
-    p.add_argument(
-        "run", metavar="RUN", help="run id or folder, or 'default' for the default model"
-    )
+    add_run(p, "run id or folder, or 'default' for the default model")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--base", action="store_true", help="the base model (adapter off)")
     src.add_argument("--merged", action="store_true", help="the exported merged/ folder")
@@ -63,11 +65,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default 0.7)")
     p.add_argument("--top-p", type=float, default=0.9)
     p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--device", default="auto", help="auto, cuda, cpu or mps")
-    p.set_defaults(func=handle_chat)
+    add_device(p)
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "compare",
+        handle_compare,
         help="compare runs: differing settings, speed, memory, losses, scores",
         description="One row per run: the settings that differ, duration, tokens/s, "
         "peak memory, final losses and evaluation scores.",
@@ -78,10 +81,11 @@ def register(subparsers: Any) -> None:
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     fmt.add_argument("--json", action="store_true", help="print JSON (with the loss curves)")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of printing")
-    p.set_defaults(func=handle_compare)
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "sweep",
+        handle_sweep,
         help="train one run per value of a setting, then compare them",
         description="Creates one run per value from RUN.toml (with the setting changed), "
         "trains them one after another, and prints the comparison.",
@@ -97,7 +101,6 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--inprocess", action="store_true", help="train in this process (no detached trainer)"
     )
-    p.set_defaults(func=handle_sweep)
 
 
 # --------------------------------------------------------------------------- eval
@@ -123,8 +126,8 @@ def _num(v: Any, digits: int = 3) -> str:
 
 
 def handle_eval(args: argparse.Namespace) -> int:
-    from spark_tui.core.evaluate import EvalOptions, evaluate_run
-    from spark_tui.core.runs import resolve_run
+    from spark_tui.core.evaluate.run import EvalOptions, evaluate_run
+    from spark_tui.core.train.runs import resolve_run
 
     run = resolve_run(args.run)
     opts = EvalOptions(
@@ -202,7 +205,8 @@ def print_eval(result: dict[str, Any], path: Any = None) -> None:
 
 
 def handle_chat(args: argparse.Namespace) -> int:
-    from spark_tui.core.chat import ChatSettings, open_chat, open_model_chat
+    from spark_tui.core.evaluate.chat import open_chat, open_model_chat
+    from spark_tui.core.evaluate.chat_session import ChatSettings
 
     settings = ChatSettings(
         system_prompt=args.system,
@@ -272,8 +276,8 @@ def handle_chat(args: argparse.Namespace) -> int:
 def handle_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from spark_tui.core.compare import compare_runs
-    from spark_tui.core.fsutil import atomic_write_text
+    from spark_tui.core.base.atomic import atomic_write_text
+    from spark_tui.core.evaluate.compare import compare_runs
 
     cmp = compare_runs(args.runs)
     if args.json:
@@ -295,7 +299,7 @@ def handle_compare(args: argparse.Namespace) -> int:
 
 def handle_sweep(args: argparse.Namespace) -> int:
     from spark_tui.config import RunConfig
-    from spark_tui.core.sweep import create_sweep, plan_sweep, run_sweep
+    from spark_tui.core.evaluate.sweep import create_sweep, plan_sweep, run_sweep
 
     base = RunConfig.load(args.config)
     configs = plan_sweep(base, args.param, args.values, max_steps=args.max_steps)

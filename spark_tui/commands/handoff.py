@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from spark_tui.commands.args import add_command, add_run
+
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "handoff",
-        help="export a run as LLaMA-Factory and Axolotl YAML (for bigger clusters)",
+        handle,
+        "export a run as LLaMA-Factory and Axolotl YAML (for bigger clusters)",
     )
-    p.add_argument("run", help="run id or folder")
-    p.set_defaults(func=handle)
+    add_run(p, metavar=None)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from spark_tui.core.handoff import write_run_handoff
-    from spark_tui.core.runs import resolve_run
+    from spark_tui.core.review.handoff import write_run_handoff
+    from spark_tui.core.train.runs import resolve_run
 
     files = write_run_handoff(resolve_run(args.run).path)
     print(f"LLaMA-Factory: {files.llamafactory_yaml} (+ {files.llamafactory_dataset_info.name})")

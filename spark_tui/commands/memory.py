@@ -6,13 +6,21 @@ import argparse
 import json
 from typing import Any
 
-from spark_tui.core import hardware, memory
-from spark_tui.core.errors import SparkError
+from spark_tui.commands.args import add_command, add_json
+from spark_tui.core.base.errors import SparkError
+from spark_tui.core.memory.breakdown import GB
+from spark_tui.core.memory.estimator import estimate_config
+from spark_tui.core.memory.fit import Verdict, verdict
+from spark_tui.core.memory.report import report_lines
+from spark_tui.core.memory.settings import METHODS, OBJECTIVES, OPTIMIZERS, settings_for_method
+from spark_tui.core.model import hardware
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "memory",
+        cmd_memory,
         help="estimate a run's peak memory and whether it fits this machine",
         description="Estimate the peak memory of a fine-tuning run before loading anything, "
         "compare it with what this machine has, and suggest changes when it does not fit. "
@@ -20,14 +28,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--config", help="a run.toml to start from (flags override it)")
     p.add_argument("--model", help="'default', a catalogue id, Hub id or local folder")
-    p.add_argument("--method", choices=memory.METHODS, help="full, lora, qlora, dora, rslora")
-    p.add_argument("--objective", choices=memory.OBJECTIVES)
+    p.add_argument("--method", choices=METHODS, help="full, lora, qlora, dora, rslora")
+    p.add_argument("--objective", choices=OBJECTIVES)
     p.add_argument("--max-length", type=int, dest="max_length")
     p.add_argument("--batch", type=int, help="micro-batch size per step")
     p.add_argument("--grad-accum", type=int, dest="grad_accum")
     p.add_argument("--rank", type=int, help="LoRA rank r")
     p.add_argument("--targets", help="LoRA target modules: attention, all-linear or a comma list")
-    p.add_argument("--optimizer", choices=memory.OPTIMIZERS)
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"])
     p.add_argument("--reference", choices=["auto", "adapter_disabled", "copy", "precompute"])
     p.add_argument(
@@ -48,8 +56,7 @@ def register(subparsers: Any) -> None:
         dest="budget_gb",
         help="check against this many GB instead of this machine's memory",
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_memory)
+    add_json(p, "machine-readable output")
 
 
 def build_config(args: argparse.Namespace):
@@ -64,7 +71,7 @@ def build_config(args: argparse.Namespace):
     if args.model:
         changes["model.id"] = args.model
     if args.method:
-        s = memory.settings_for_method(args.method)
+        s = settings_for_method(args.method)
         changes["method.adapter"] = s.adapter
         changes["method.use_dora"] = s.use_dora
         changes["method.use_rslora"] = s.use_rslora
@@ -91,8 +98,8 @@ def build_config(args: argparse.Namespace):
 
 def run_estimate(
     args: argparse.Namespace,
-) -> tuple[Any, memory.Verdict, hardware.HardwareProbe | None]:
-    from spark_tui.core import model_sources
+) -> tuple[Any, Verdict, hardware.HardwareProbe | None]:
+    from spark_tui.core.model import sources as model_sources
 
     cfg = build_config(args)
     probe = None if args.budget_gb else hardware.probe(with_processes=False)
@@ -103,17 +110,17 @@ def run_estimate(
             f"no architecture for {cfg.model.id!r}: {where or 'unknown model'}. "
             "Pick a catalogue model (`spark-tui model list`) or a local folder."
         )
-    est = memory.estimate_config(cfg, arch=arch, target=target)
+    est = estimate_config(cfg, arch=arch, target=target)
     if where:
         est.notes.insert(0, f"Architecture: {where}.")
     if args.budget_gb:
-        from spark_tui.core.hardware import Budget
+        from spark_tui.core.model.hardware import Budget
 
-        b = int(args.budget_gb * memory.GB)
+        b = int(args.budget_gb * GB)
         budget: Any = Budget(b, f"--budget-gb {args.budget_gb:g}", target, b, 0)
     else:
         budget = probe
-    return cfg, memory.verdict(est, budget), probe
+    return cfg, verdict(est, budget), probe
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
@@ -125,13 +132,13 @@ def cmd_memory(args: argparse.Namespace) -> int:
         if probe is not None:
             out["hardware"] = {
                 "target": probe.target,
-                "mem_total_gb": round(probe.mem_total / memory.GB, 2),
-                "mem_available_gb": round(probe.mem_available / memory.GB, 2),
-                "page_cache_gb": round(probe.reclaimable_cache / memory.GB, 2),
+                "mem_total_gb": round(probe.mem_total / GB, 2),
+                "mem_available_gb": round(probe.mem_available / GB, 2),
+                "page_cache_gb": round(probe.reclaimable_cache / GB, 2),
                 "gpus": [g.name for g in probe.gpus],
                 "nvml": probe.nvml_status,
             }
         print(json.dumps(out, indent=2))
         return 0
-    print("\n".join(memory.report_lines(v)))
+    print("\n".join(report_lines(v)))
     return 0

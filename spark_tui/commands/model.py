@@ -6,8 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from spark_tui.core import catalog, model_sources
-from spark_tui.core.errors import SparkError
+from spark_tui.commands.args import add_command, add_json
+from spark_tui.core.base.errors import SparkError
+from spark_tui.core.model import catalog
+from spark_tui.core.model import sources as model_sources
+from spark_tui.core.model.hf_cache import list_cached_models
 
 
 def register(subparsers: Any) -> None:
@@ -20,29 +23,31 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="model_command", metavar="ACTION")
     sub.required = True
 
-    pl = sub.add_parser("list", help="the catalogue and the models in the Hugging Face cache")
+    pl = add_command(
+        sub, "list", cmd_list, "the catalogue and the models in the Hugging Face cache"
+    )
     pl.add_argument("--search", default="", help="only entries matching these words")
-    pl.add_argument("--json", action="store_true", help="machine-readable output")
-    pl.set_defaults(func=cmd_list)
+    add_json(pl, "machine-readable output")
 
-    pi = sub.add_parser("info", help="one model's card: size, architecture, licence, local or not")
+    pi = add_command(
+        sub, "info", cmd_info, "one model's card: size, architecture, licence, local or not"
+    )
     pi.add_argument("id", help="'default', a catalogue id or alias, a Hub id, or a local folder")
     pi.add_argument(
         "--offline", action="store_true", help="never ask the Hub (use the catalogue / cache)"
     )
-    pi.add_argument("--json", action="store_true", help="machine-readable output")
-    pi.set_defaults(func=cmd_info)
+    add_json(pi, "machine-readable output")
 
 
 def _list_rows(search: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     entries = catalog.search(search) if search else list(catalog.all_entries())
-    cached = {c.repo_id.lower(): c for c in model_sources.list_cached_models()}
+    cached = {c.repo_id.lower(): c for c in list_cached_models()}
     rows = []
     for e in entries:
         c = cached.get(e.hub_id.lower())
         d = e.to_dict()
         if e.id == "default":
-            from spark_tui.core import models
+            from spark_tui.core.model import resolve as models
 
             d["local"] = models.default_model_ready()
         else:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spark_tui.core.errors import SparkError
+from spark_tui.commands.args import add_command, add_detach
+from spark_tui.core.base.errors import SparkError
+from spark_tui.core.method.choices import METHOD_TITLES
+from spark_tui.core.method.presets import PRESET_TITLES
 
 
 class Cancelled(Exception):
@@ -19,15 +22,16 @@ class Cancelled(Exception):
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "quickstart",
+        handle,
         help="answer a few questions in plain prompts, then train (no full-screen app)",
         description="Ask the essential questions (model, data, method, steps) with plain "
         "prompts, write run.toml and start training.",
     )
-    p.add_argument("--detach", action="store_true", help="start the run and return at once")
+    add_detach(p)
     p.add_argument("--yes", action="store_true", help="take every default without asking")
-    p.set_defaults(func=handle)
 
 
 def _ask(question: Any) -> Any:
@@ -49,17 +53,9 @@ DATA_CHOICES = [
     ("default:dpo", "Bundled preference pairs (DPO)"),
     ("default:kto", "Bundled thumbs up/down (KTO)"),
 ]
-METHOD_CHOICES = [
-    ("lora", "LoRA (recommended)"),
-    ("qlora", "QLoRA: 4-bit base, least memory"),
-    ("dora", "DoRA: LoRA with magnitude/direction split"),
-    ("full", "Full fine-tuning: most memory"),
-]
-PRESET_CHOICES = [
-    ("quick", "Quick test: a few minutes"),
-    ("course", "Course defaults: r=16, alpha=32, 3 epochs"),
-    ("max_quality", "Max quality"),
-]
+# The methods asked about, the first being the default (rsLoRA stays a `train --method` choice).
+_METHOD_PICKS = [(m, METHOD_TITLES[m]) for m in ("lora", "qlora", "dora", "full")]
+PRESET_CHOICES = list(PRESET_TITLES.items())
 
 
 def ask_config(defaults_only: bool = False):
@@ -67,7 +63,8 @@ def ask_config(defaults_only: bool = False):
     import questionary
 
     from spark_tui.config import RunConfig
-    from spark_tui.core import methods
+    from spark_tui.core.method.choices import apply_method, check_combination
+    from spark_tui.core.method.presets import apply_preset
 
     def choose(message: str, choices: list[tuple[str, str]]) -> str:
         if defaults_only:
@@ -89,21 +86,21 @@ def ask_config(defaults_only: bool = False):
     else:
         data = _ask(questionary.path("Path to a .jsonl/.json/.csv/.parquet/.txt file:")).strip()
         objective = _objective_for(data)
-    method = choose("How to adapt the model?", METHOD_CHOICES)
+    method = choose("How to adapt the model?", _METHOD_PICKS)
     preset = choose("Which preset?", PRESET_CHOICES)
     cfg = RunConfig()
     cfg.model.id = model
     cfg.data.path = data
     cfg.method.objective = objective  # type: ignore[assignment]
-    methods.apply_method(cfg, method)
-    cfg = methods.apply_preset(cfg, preset)
+    apply_method(cfg, method)
+    cfg = apply_preset(cfg, preset)
     default_steps = str(cfg.train.max_steps if cfg.train.max_steps > 0 else -1)
     steps = default_steps if defaults_only else _ask(
         questionary.text("Max steps (-1 = train for the preset's epochs):", default=default_steps,
                          validate=lambda s: s.strip().lstrip("-").isdigit() and s.strip() != "0")
     )
     cfg = cfg.with_value("train.max_steps", int(steps))
-    methods.check_combination(cfg)
+    check_combination(cfg)
     return cfg
 
 
@@ -120,8 +117,8 @@ def handle(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from spark_tui.commands.train import _ensure_model, follow
-    from spark_tui.core import process
-    from spark_tui.core.runs import create_run
+    from spark_tui.core.train import process
+    from spark_tui.core.train.runs import create_run
 
     console = Console()
     try:

@@ -12,16 +12,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from spark_tui.commands.args import add_command
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("recipe", help="course data recipes: to Alpaca, ChatML, system prompts, pairs")
     sub = p.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
 
     def base(name: str, help_: str) -> argparse.ArgumentParser:
-        q = sub.add_parser(name, help=help_)
+        q = add_command(sub, name, handle, help_)
         q.add_argument("file", help="a data file or folder (see `spark-tui data inspect`)")
         q.add_argument("--out", required=True, help="the JSONL file to write")
-        q.set_defaults(func=handle)
         return q
 
     q = base("alpaca", "raw rows with any column names -> Alpaca instruction/input/output")
@@ -68,10 +69,10 @@ def handle(args: argparse.Namespace) -> int:
 def _reject(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
     from rich.progress import Progress
 
+    from spark_tui.core.base.lazy import warm_imports
     from spark_tui.core.data import recipes as r
     from spark_tui.core.data.tokenizer import load_tokenizer
-    from spark_tui.core.lazy import warm_imports
-    from spark_tui.core.models import quiet_transformers, resolve_model_path
+    from spark_tui.core.model.resolve import quiet_transformers, resolve_model_path
 
     warm_imports()
     from transformers import AutoModelForCausalLM

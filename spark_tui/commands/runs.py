@@ -10,29 +10,29 @@ import argparse
 import json
 from typing import Any
 
+from spark_tui.commands.args import add_command, add_detach, add_json, add_run
+
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("runs", help="list runs with state, steps and final loss")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=handle_runs)
+    p = add_command(subparsers, "runs", handle_runs, "list runs with state, steps and final loss")
+    add_json(p, "print JSON instead of a table")
 
-    p = subparsers.add_parser("stop", help="stop a run gracefully (checkpoint, then state stopped)")
-    p.add_argument("run", metavar="RUN", help="run id or folder")
+    p = add_command(
+        subparsers, "stop", handle_stop, "stop a run gracefully (checkpoint, then state stopped)"
+    )
+    add_run(p)
     p.add_argument("--wait", action="store_true", help="wait until it has stopped")
-    p.set_defaults(func=handle_stop)
 
-    p = subparsers.add_parser("kill", help="kill a run at once (no checkpoint; resumable)")
-    p.add_argument("run", metavar="RUN", help="run id or folder")
-    p.set_defaults(func=handle_kill)
+    p = add_command(subparsers, "kill", handle_kill, "kill a run at once (no checkpoint; resumable)")
+    add_run(p)
 
-    p = subparsers.add_parser("resume", help="continue a stopped or died run from its checkpoint")
-    p.add_argument("run", metavar="RUN", help="run id or folder")
-    p.add_argument("--detach", action="store_true", help="start it and return at once")
-    p.set_defaults(func=handle_resume)
+    p = add_command(
+        subparsers, "resume", handle_resume, "continue a stopped or died run from its checkpoint"
+    )
+    add_run(p)
+    add_detach(p, "start it and return at once")
 
-    p = subparsers.add_parser("attach", help="follow a running or finished run")
-    p.add_argument("run", metavar="RUN", help="run id or folder")
-    p.set_defaults(func=handle_attach)
+    add_run(add_command(subparsers, "attach", handle_attach, "follow a running or finished run"))
 
 
 def _fmt_loss(x: Any) -> str:
@@ -40,7 +40,7 @@ def _fmt_loss(x: Any) -> str:
 
 
 def handle_runs(args: argparse.Namespace) -> int:
-    from spark_tui.core.runs import list_runs
+    from spark_tui.core.train.runs import list_runs
 
     rows = [r.summary() for r in list_runs()]
     if args.json:
@@ -86,8 +86,8 @@ def handle_runs(args: argparse.Namespace) -> int:
 
 
 def handle_stop(args: argparse.Namespace) -> int:
-    from spark_tui.core import process
-    from spark_tui.core.runs import resolve_run
+    from spark_tui.core.train import process
+    from spark_tui.core.train.runs import resolve_run
 
     run = resolve_run(args.run)
     if not process.stop_training(run):
@@ -103,8 +103,8 @@ def handle_stop(args: argparse.Namespace) -> int:
 
 
 def handle_kill(args: argparse.Namespace) -> int:
-    from spark_tui.core import process
-    from spark_tui.core.runs import resolve_run
+    from spark_tui.core.train import process
+    from spark_tui.core.train.runs import resolve_run
 
     run = resolve_run(args.run)
     if not process.kill_training(run):
@@ -118,8 +118,8 @@ def handle_resume(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from spark_tui.commands.train import follow
-    from spark_tui.core import process
-    from spark_tui.core.runs import resolve_run
+    from spark_tui.core.train import process
+    from spark_tui.core.train.runs import resolve_run
 
     run = resolve_run(args.run)
     ckpt = run.latest_checkpoint()
@@ -136,7 +136,7 @@ def handle_attach(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from spark_tui.commands.train import follow
-    from spark_tui.core.runs import resolve_run
+    from spark_tui.core.train.runs import resolve_run
 
     run = resolve_run(args.run)
     if run.status().get("state", "new") == "new":

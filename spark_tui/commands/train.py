@@ -16,16 +16,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spark_tui.core.errors import SparkError
+from spark_tui.commands.args import add_command, add_detach, add_json, add_repeatable
+from spark_tui.config import METHODS
+from spark_tui.core.base.errors import SparkError
+from spark_tui.core.method.choices import OBJECTIVES
+from spark_tui.core.method.presets import PRESETS
 
-OBJECTIVES = ("sft", "dpo", "simpo", "orpo", "kto", "reward")
-METHODS = ("full", "lora", "qlora", "dora", "rslora")
-PRESETS = ("quick", "course", "max_quality")
+# Flags that set one run.toml value each: (argparse dest, dotted key).
+_FLAG_KEYS = (
+    ("max_steps", "train.max_steps"),
+    ("epochs", "train.epochs"),
+    ("learning_rate", "train.learning_rate"),
+    ("micro_batch_size", "train.micro_batch_size"),
+    ("max_length", "data.max_length"),
+    ("neftune_alpha", "train.neftune_alpha"),
+)
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "train",
+        handle,
         help="fine-tune headless (writes a run folder, trains in a detached process)",
         description="Fine-tune headless: write a run folder, start the training process, "
         "and follow it until it ends (unless --detach).",
@@ -47,16 +59,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-length", type=int, help="longest sequence in tokens")
     p.add_argument("--neftune-alpha", type=float, help="NEFTune noise alpha (0 = off)")
     p.add_argument("--name", help="run name (the folder gets a timestamp prefix)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set any config value, e.g. --set lora.r=8 --set train.packing=true",
+    add_repeatable(
+        p, "--set", "KEY=VALUE", "set any config value, e.g. --set lora.r=8 --set train.packing=true"
     )
-    p.add_argument("--detach", action="store_true", help="start the run and return at once")
-    p.add_argument("--json", action="store_true", help="print the final status as JSON")
-    p.set_defaults(func=handle)
+    add_detach(p)
+    add_json(p, "print the final status as JSON")
 
 
 def _parse_value(text: str) -> Any:
@@ -75,7 +82,8 @@ def _parse_value(text: str) -> Any:
 def build_config(args: argparse.Namespace):
     """The RunConfig from a TOML file and/or flags (preset first, flags win)."""
     from spark_tui.config import RunConfig
-    from spark_tui.core import methods
+    from spark_tui.core.method.choices import apply_method, check_combination
+    from spark_tui.core.method.presets import apply_preset, recommended_learning_rate
 
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     if args.model:
@@ -85,24 +93,12 @@ def build_config(args: argparse.Namespace):
     if args.objective:
         cfg.method.objective = args.objective
     if args.method:
-        methods.apply_method(cfg, args.method)
+        apply_method(cfg, args.method)
     if args.preset:
-        cfg = methods.apply_preset(cfg, args.preset)
-    changes: dict[str, Any] = {}
-    if args.max_steps is not None:
-        changes["train.max_steps"] = args.max_steps
-    if args.epochs is not None:
-        changes["train.epochs"] = args.epochs
-    if args.learning_rate is not None:
-        changes["train.learning_rate"] = args.learning_rate
-    elif not args.config and not args.preset:
-        changes["train.learning_rate"] = methods.recommended_learning_rate(cfg)
-    if args.micro_batch_size is not None:
-        changes["train.micro_batch_size"] = args.micro_batch_size
-    if args.max_length is not None:
-        changes["data.max_length"] = args.max_length
-    if args.neftune_alpha is not None:
-        changes["train.neftune_alpha"] = args.neftune_alpha
+        cfg = apply_preset(cfg, args.preset)
+    changes: dict[str, Any] = {
+        key: getattr(args, dest) for dest, key in _FLAG_KEYS if getattr(args, dest) is not None
+    }
     if args.name:
         changes["name"] = args.name
     for item in args.set:
@@ -112,7 +108,11 @@ def build_config(args: argparse.Namespace):
         changes[key.strip()] = _parse_value(value.strip())
     for key, value in changes.items():
         cfg = cfg.with_value(key, value)
-    methods.check_combination(cfg)
+    # The recommended rate depends on the final objective, adapter and model, so it
+    # is chosen after every flag and --set has been applied.
+    if "train.learning_rate" not in changes and not args.config and not args.preset:
+        cfg.train.learning_rate = recommended_learning_rate(cfg)
+    check_combination(cfg)
     return cfg
 
 
@@ -120,7 +120,7 @@ def _ensure_model(cfg: Any, console: Any) -> None:
     """Convert the bundled default model here, with progress, rather than silently in the trainer."""
     if cfg.model.id not in ("", "default"):
         return
-    from spark_tui.core import models
+    from spark_tui.core.model import resolve as models
 
     if models.default_model_ready():
         return
@@ -141,8 +141,8 @@ def _ensure_model(cfg: Any, console: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from spark_tui.core import process
-    from spark_tui.core.runs import create_run
+    from spark_tui.core.train import process
+    from spark_tui.core.train.runs import create_run
 
     console = Console(stderr=False)
     cfg = build_config(args)
@@ -174,7 +174,11 @@ def _fmt_eta(seconds: Any) -> str:
 def _metric_line(m: dict[str, Any], total: Any) -> str:
     parts = [f"step {m.get('step')}/{total or '?'}"]
     if m.get("kind") == "eval":
-        parts.append(f"eval_loss {m.get('eval_loss', float('nan')):.4f}")
+        value = m.get("eval_loss")  # null in metrics.jsonl when the loss was NaN/inf
+        if isinstance(value, (int, float)):
+            parts.append(f"eval_loss {value:.4f}")
+        else:
+            parts.append(f"eval_loss {(m.get('nonfinite') or {}).get('eval_loss', 'n/a')}")
     else:
         if isinstance(m.get("loss"), (int, float)):
             parts.append(f"loss {m['loss']:.4f}")
@@ -191,7 +195,7 @@ def _metric_line(m: dict[str, Any], total: Any) -> str:
 
 def follow(run: Any, console: Any, *, as_json: bool = False, interval: float = 0.5) -> int:
     """Follow a run until it ends, printing progress; returns the exit code for its state."""
-    from spark_tui.core.process import RunFollower
+    from spark_tui.core.train.process import RunFollower
 
     follower = RunFollower(run, interval=interval)
     last_state = ""

@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
-from spark_tui.core.errors import SparkError
+from spark_tui.core.base.errors import SparkError
 from spark_tui.widgets.step_bar import StepBar
 
 

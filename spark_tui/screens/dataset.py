@@ -31,8 +31,8 @@ from textual.widgets.selection_list import Selection
 from textual.worker import get_current_worker
 
 from spark_tui.core import data as data_core
+from spark_tui.core.base.errors import SparkError
 from spark_tui.core.data.tokenizer import load_tokenizer
-from spark_tui.core.errors import SparkError
 from spark_tui.screens.base import StepScreen
 from spark_tui.widgets.charts import MetricChart
 
@@ -63,6 +63,8 @@ def render_preview(previews: list[data_core.Preview]) -> Text:
         if p.label is not None:
             head += f" · label {'👍' if p.label else '👎'}"
         out.append(head + " ──\n", style="bold")
+        if p.part != "text" and p.trained_tokens == 0:  # the template hides the answers
+            out.append(f"⚠ {p.method}\n", style="yellow")
         for seg in p.segments:
             out.append(seg.text, style="bold reverse" if seg.trained else "dim")
         out.append("\n")

@@ -1,7 +1,7 @@
 """Evaluate step: held-out scores base vs tuned, chat, blind A/B review, compare runs.
 
 Everything heavy (loading models, generating) runs in thread workers through
-`spark_tui.core.evaluate`, `chat`, `ab_review` and `compare`.
+`spark_tui.core.evaluate.run`, `chat`, `ab_review` and `compare`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from textual.widgets import (
 from textual.widgets.selection_list import Selection
 from textual.worker import get_current_worker
 
-from spark_tui.core import runs as runs_core
-from spark_tui.core.errors import SparkError
+from spark_tui.core.base import names
+from spark_tui.core.base.errors import SparkError
+from spark_tui.core.train import runs as runs_core
 from spark_tui.screens.base import StepScreen
 from spark_tui.widgets.charts import MetricChart
 
@@ -146,7 +147,7 @@ class EvaluateScreen(StepScreen):
         table.add_columns("Metric", "Base", "Tuned")
         run = self.app.current_run
         if run is not None:
-            from spark_tui.core.evaluate import load_eval
+            from spark_tui.core.evaluate.results import load_eval
 
             try:
                 saved = load_eval(run)
@@ -172,8 +173,8 @@ class EvaluateScreen(StepScreen):
 
     @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
     def run_evaluation(self, run: runs_core.Run) -> None:
-        from spark_tui.core.evaluate import EvalOptions, evaluate_run
-        from spark_tui.core.lazy import warm_imports
+        from spark_tui.core.base.lazy import warm_imports
+        from spark_tui.core.evaluate.run import EvalOptions, evaluate_run
 
         worker = get_current_worker()
 
@@ -267,21 +268,22 @@ class EvaluateScreen(StepScreen):
 
     @work(thread=True, exclusive=True, group="chat", exit_on_error=False)
     def chat_worker(self, run: runs_core.Run, source: str, text: str) -> None:
-        from spark_tui.core import chat
-        from spark_tui.core.lazy import warm_imports
+        from spark_tui.core.base.lazy import warm_imports
+        from spark_tui.core.evaluate import chat
+        from spark_tui.core.evaluate.chat_session import ChatSettings
 
         try:
             warm_imports()
             if self.session is None:
                 self.app.call_from_thread(self._chat_line, f"(loading the {source} model…)")
-                self.session = chat.open_chat(run, source=source, settings=chat.ChatSettings(temperature=0.0))
+                self.session = chat.open_chat(run, source=source, settings=ChatSettings(temperature=0.0))
                 self.session_source = source
             elif self.session_source != source:
                 if self.session.can_switch:
                     self.session.set_source(source)
                 else:
                     self.session.close()
-                    self.session = chat.open_chat(run, source=source, settings=chat.ChatSettings(temperature=0.0))
+                    self.session = chat.open_chat(run, source=source, settings=ChatSettings(temperature=0.0))
                 self.session_source = source
             answer: list[str] = []
             for chunk in self.session.send(text):
@@ -315,7 +317,7 @@ class EvaluateScreen(StepScreen):
             self._start_review()
 
     def _start_review(self) -> None:
-        from spark_tui.core import ab_review
+        from spark_tui.core.evaluate import ab_review
 
         run = self.app.current_run
         if run is None:
@@ -372,7 +374,7 @@ class EvaluateScreen(StepScreen):
         self.compare([str(v) for v in self.query_one("#compare-runs", SelectionList).selected])
 
     def compare(self, paths: list[str]) -> None:
-        from spark_tui.core.compare import compare_runs
+        from spark_tui.core.evaluate.compare import compare_runs
 
         try:
             comp = compare_runs(paths)
@@ -401,7 +403,7 @@ class EvaluateScreen(StepScreen):
     @on(Button.Pressed, "#run-sweep")
     def sweep_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        from spark_tui.core import sweep as sweep_core
+        from spark_tui.core.evaluate import sweep as sweep_core
 
         run = self.app.current_run
         if run is None:
@@ -422,7 +424,7 @@ class EvaluateScreen(StepScreen):
 
     @work(thread=True, exclusive=True, group="sweep", exit_on_error=False)
     def run_sweep_worker(self, sw) -> None:
-        from spark_tui.core import sweep as sweep_core
+        from spark_tui.core.evaluate import sweep as sweep_core
 
         worker = get_current_worker()
 
@@ -456,7 +458,7 @@ class EvaluateScreen(StepScreen):
         run = self.app.current_run
         if run is None:
             return False, "No run."
-        if run.status().get("state") in runs_core.ACTIVE_STATES:
+        if run.status().get("state") in names.ACTIVE_STATES:
             return False, "Still training."
         return True, ""
 

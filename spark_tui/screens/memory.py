@@ -8,17 +8,21 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, OptionList, Static
 from textual.widgets.option_list import Option
 
-from spark_tui.core import hardware, memory
-from spark_tui.core.errors import SparkError
+from spark_tui.core.base.errors import SparkError
+from spark_tui.core.memory import fit, suggestions
+from spark_tui.core.memory.breakdown import fmt_gb
+from spark_tui.core.memory.estimator import estimate_config
+from spark_tui.core.memory.headroom import STATUS_LABELS
+from spark_tui.core.model import hardware, sysmem
 from spark_tui.screens.base import StepScreen
 
 
-def verdict_line(verdict: memory.Verdict) -> str:
+def verdict_line(verdict: fit.Verdict) -> str:
     """"Fits · lora · peak ≈ 3.1 GB of 24.3 GB · headroom 87 %" (the Memory and Review steps)."""
     e = verdict.estimate
     return (
-        f"{verdict.label} · {e.settings.method} · peak ≈ {memory.fmt_gb(e.total)} of "
-        f"{memory.fmt_gb(verdict.budget)} · headroom {verdict.headroom * 100:.0f} %"
+        f"{verdict.label} · {e.settings.method} · peak ≈ {fmt_gb(e.total)} of "
+        f"{fmt_gb(verdict.budget)} · headroom {verdict.headroom * 100:.0f} %"
     )
 
 
@@ -61,7 +65,7 @@ class MemoryScreen(StepScreen):
     def __init__(self) -> None:
         super().__init__()
         self.probe: hardware.HardwareProbe | None = None
-        self.verdict: memory.Verdict | None = None
+        self.verdict: fit.Verdict | None = None
         self.error = ""
 
     def compose_body(self) -> ComposeResult:
@@ -96,8 +100,8 @@ class MemoryScreen(StepScreen):
     def recompute(self) -> None:
         try:
             probe = self.probe or hardware.probe(with_processes=True)
-            est = memory.estimate_config(self.app.config, hardware=probe)
-            verdict = memory.verdict(est, probe)
+            est = estimate_config(self.app.config, hardware=probe)
+            verdict = fit.verdict(est, probe)
         except SparkError as exc:
             self.app.call_from_thread(self._show_error, str(exc))
             return
@@ -110,7 +114,7 @@ class MemoryScreen(StepScreen):
         v.update(f"No estimate: {message}")
         self.refresh_nav()
 
-    def _show(self, probe: hardware.HardwareProbe, verdict: memory.Verdict) -> None:
+    def _show(self, probe: hardware.HardwareProbe, verdict: fit.Verdict) -> None:
         self.probe, self.verdict, self.error = probe, verdict, ""
         self.app.probe = probe  # later steps estimate against the same machine
         self.query_one("#probe", Static).update(probe_text(probe))
@@ -126,7 +130,7 @@ class MemoryScreen(StepScreen):
         for i, sg in enumerate(verdict.suggestions):
             ol.add_option(
                 Option(
-                    f"{sg.title} → {memory.fmt_gb(sg.estimate.total)} ({memory.STATUS_LABELS[sg.status]})",
+                    f"{sg.title} → {fmt_gb(sg.estimate.total)} ({STATUS_LABELS[sg.status]})",
                     id=str(i),
                 )
             )
@@ -145,7 +149,7 @@ class MemoryScreen(StepScreen):
             return
         sg = self.verdict.suggestions[int(event.option.id)]
         try:
-            self.app.config = memory.apply_suggestion(self.app.config, sg)
+            self.app.config = suggestions.apply_suggestion(self.app.config, sg)
         except SparkError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -164,7 +168,7 @@ class MemoryScreen(StepScreen):
         self.app.push_screen(
             ConfirmScreen(
                 "Flush dirty pages and drop the page cache now?\n\n"
-                f"This runs: {hardware.DROP_CACHES_COMMAND}\nIt needs root. Nothing is lost; "
+                f"This runs: {sysmem.DROP_CACHES_COMMAND}\nIt needs root. Nothing is lost; "
                 "files are re-read from disk when next used.",
                 yes="Drop it",
                 no="Cancel",
@@ -175,7 +179,7 @@ class MemoryScreen(StepScreen):
     @work(thread=True, exclusive=True, group="drop-cache", exit_on_error=False)
     def run_drop_cache(self) -> None:
         try:
-            freed = hardware.drop_page_cache()
+            freed = sysmem.drop_page_cache()
         except SparkError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", title="Page cache")
             return

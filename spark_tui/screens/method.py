@@ -8,8 +8,10 @@ from textual.containers import Horizontal
 from textual.widgets import Label, Select, Static, TabbedContent, TabPane
 
 from spark_tui.config import RunConfig
-from spark_tui.core import memory, methods
-from spark_tui.core.errors import SparkError
+from spark_tui.core.base.errors import SparkError
+from spark_tui.core.memory.breakdown import fmt_gb
+from spark_tui.core.memory.estimator import estimate_config
+from spark_tui.core.method import choices, presets
 from spark_tui.screens.base import StepScreen
 from spark_tui.widgets.config_form import ConfigForm, Field
 
@@ -22,8 +24,8 @@ def _choices(d: dict[str, str]) -> dict[str, str]:
 
 def method_fields(objectives: dict[str, str]) -> list[Field]:
     return [
-        Field("method.objective", "Objective", {k: methods.OBJECTIVES[k]["title"].split(" (")[0] for k in objectives}),
-        Field("method.adapter", "Adaptation", _choices(methods.ADAPTERS), recommended="lora"),
+        Field("method.objective", "Objective", {k: choices.OBJECTIVES[k]["title"].split(" (")[0] for k in objectives}),
+        Field("method.adapter", "Adaptation", _choices(choices.ADAPTERS), recommended="lora"),
         Field("method.use_dora", "DoRA"),
         Field("method.use_rslora", "rsLoRA"),
         Field("train.max_steps", "Max steps (-1: epochs)"),
@@ -42,12 +44,12 @@ LORA_FIELDS = [
 
 TRAIN_FIELDS = [
     Field("train.learning_rate", "Learning rate"),
-    Field("train.scheduler", "Schedule", _choices(methods.SCHEDULERS), recommended="cosine"),
+    Field("train.scheduler", "Schedule", _choices(choices.SCHEDULERS), recommended="cosine"),
     Field("train.warmup_ratio", "Warmup ratio", recommended=0.03),
     Field("train.micro_batch_size", "Micro-batch"),
     Field("train.grad_accum", "Grad accumulation"),
-    Field("train.optimizer", "Optimizer", _choices(methods.OPTIMIZERS)),
-    Field("train.precision", "Precision", _choices(methods.PRECISIONS), recommended="auto"),
+    Field("train.optimizer", "Optimizer", _choices(choices.OPTIMIZERS)),
+    Field("train.precision", "Precision", _choices(choices.PRECISIONS), recommended="auto"),
     Field("train.gradient_checkpointing", "Grad checkpointing", recommended=True),
     Field("train.packing", "Packing"),
     Field("train.neftune_alpha", "NEFTune alpha (0=off)"),
@@ -55,12 +57,13 @@ TRAIN_FIELDS = [
     Field("train.logging_steps", "Log every N steps"),
     Field("train.eval_steps", "Eval every N (0=end)"),
     Field("train.save_steps", "Checkpoint every N"),
-    Field("train.report_to", "Also report to", _choices(methods.REPORT_TO), recommended="none"),
+    Field("train.report_to", "Also report to", _choices(choices.REPORT_TO), recommended="none"),
 ]
 
 PREFERENCE_FIELDS = [
-    Field("preference.beta", "Beta"),
-    Field("preference.simpo_gamma", "SimPO gamma/beta"),
+    Field("preference.beta", "DPO/KTO beta"),
+    Field("preference.simpo_beta", "SimPO beta"),
+    Field("preference.simpo_gamma_beta_ratio", "SimPO gamma/beta"),
     Field("preference.orpo_lambda", "ORPO lambda"),
     Field("preference.kto_desirable_weight", "KTO desirable weight"),
     Field("preference.kto_undesirable_weight", "KTO undesirable weight"),
@@ -100,7 +103,7 @@ class MethodScreen(StepScreen):
 
     def compose_body(self) -> ComposeResult:
         # The Dataset step leaves its report on the app: only objectives the data supports.
-        support = methods.supported_objectives(getattr(self.app, "data_report", None))
+        support = choices.supported_objectives(getattr(self.app, "data_report", None))
         self.objectives = dict(support)
         self.enabled = [k for k, why in support.items() if not why] or ["sft"]
         cfg: RunConfig = self.app.config
@@ -128,7 +131,7 @@ class MethodScreen(StepScreen):
 
     def _objective_note(self) -> str:
         cfg = self.app.config
-        info = methods.OBJECTIVES[cfg.method.objective]
+        info = choices.OBJECTIVES[cfg.method.objective]
         off = [f"{k}: {why}" for k, why in self.objectives.items() if why]
         note = f"{info['what']} {info['when']}"
         if off:
@@ -162,7 +165,7 @@ class MethodScreen(StepScreen):
 
     @on(ConfigForm.Focused)
     def field_focused(self, event: ConfigForm.Focused) -> None:
-        text = methods.help_for(event.key)
+        text = choices.help_for(event.key)
         if event.key == "method.objective":
             text = self._objective_note()
         self.query_one("#field-help", Static).update(text)
@@ -172,14 +175,14 @@ class MethodScreen(StepScreen):
         if event.value is Select.BLANK:
             return
         try:
-            new = methods.apply_preset(self.app.config, str(event.value))
+            new = presets.apply_preset(self.app.config, str(event.value))
         except SparkError as exc:
             self.notify(str(exc), severity="error")
             return
         self.app.config = new
         for form in self._forms():
             form.load(new)
-        self.query_one("#field-help", Static).update(methods.PRESETS[str(event.value)])
+        self.query_one("#field-help", Static).update(presets.PRESETS[str(event.value)])
         self._sync_tabs()
         self.update_estimate()
         self.refresh_nav()
@@ -195,8 +198,8 @@ class MethodScreen(StepScreen):
     @work(thread=True, exclusive=True, group="method-estimate", exit_on_error=False)
     def update_estimate(self) -> None:
         try:
-            est = memory.estimate_config(self.app.config, hardware=getattr(self.app, "probe", None))
-            text = f"Memory estimate: {memory.fmt_gb(est.total)} peak ({est.settings.method}) · " \
+            est = estimate_config(self.app.config, hardware=getattr(self.app, "probe", None))
+            text = f"Memory estimate: {fmt_gb(est.total)} peak ({est.settings.method}) · " \
                    f"{est.params_trainable:,} trainable parameters"
         except SparkError as exc:
             text = f"Memory estimate unavailable: {exc}"
@@ -210,7 +213,7 @@ class MethodScreen(StepScreen):
                 key, msg = next(iter(errs.items()))
                 return False, f"{key}: {msg}"
         try:
-            methods.check_combination(self.app.config)
+            choices.check_combination(self.app.config)
         except SparkError as exc:
             return False, str(exc)
         return True, ""

@@ -8,7 +8,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, OptionList, Static, Switch
 from textual.widgets.option_list import Option
 
-from spark_tui.core import catalog, model_sources
+from spark_tui.core.model import catalog
+from spark_tui.core.model import sources as model_sources
+from spark_tui.core.model.folder import remote_code_warning
+from spark_tui.core.model.hf_cache import CachedModel, list_cached_models
 from spark_tui.screens.base import StepScreen
 
 
@@ -85,7 +88,7 @@ class ModelScreen(StepScreen):
         self.query_one("#model-list", OptionList).focus()
 
     # -- list ---------------------------------------------------------------
-    def fill_list(self, text: str, cached: list[model_sources.CachedModel] | None = None) -> None:
+    def fill_list(self, text: str, cached: list[CachedModel] | None = None) -> None:
         ol = self.query_one("#model-list", OptionList)
         ol.clear_options()
         entries = catalog.search(text) if text.strip() else list(catalog.all_entries())
@@ -101,7 +104,7 @@ class ModelScreen(StepScreen):
 
     @work(thread=True, exclusive=True, group="model-cache", exit_on_error=False)
     def list_cached(self) -> None:
-        cached = model_sources.list_cached_models()
+        cached = list_cached_models()
         self._cached = cached
         if cached:
             text = self.query_one("#model-search", Input).value
@@ -185,7 +188,7 @@ class ModelScreen(StepScreen):
     @on(Switch.Changed, "#trust-remote-code")
     def trust_changed(self, event: Switch.Changed) -> None:
         if event.value:
-            self.notify(model_sources.remote_code_warning(self.selected_id or "this model"),
+            self.notify(remote_code_warning(self.selected_id or "this model"),
                         severity="warning", title="trust_remote_code")
         self.refresh_nav()
 

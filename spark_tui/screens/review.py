@@ -10,9 +10,11 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from spark_tui.config import RunConfig
-from spark_tui.core import memory, runs
-from spark_tui.core.cli_equiv import train_command_text
-from spark_tui.core.errors import SparkError
+from spark_tui.core.base.errors import SparkError
+from spark_tui.core.memory.estimator import estimate_config
+from spark_tui.core.memory.fit import verdict
+from spark_tui.core.review.cli_equiv import train_command_text
+from spark_tui.core.train import runs
 from spark_tui.screens.base import StepScreen
 from spark_tui.screens.memory import verdict_line
 
@@ -102,12 +104,12 @@ class ReviewScreen(StepScreen):
         try:
             probe = getattr(self.app, "probe", None)
             if probe is None:
-                from spark_tui.core import hardware
+                from spark_tui.core.model import hardware
 
                 probe = hardware.probe(with_processes=False)
                 self.app.probe = probe
-            v = memory.verdict(memory.estimate_config(self.app.config, hardware=probe), probe,
-                               with_suggestions=False)
+            v = verdict(estimate_config(self.app.config, hardware=probe), probe,
+                        with_suggestions=False)
             text, cls = verdict_line(v), v.status
         except SparkError as exc:
             text, cls = f"No memory estimate: {exc}", ""
@@ -130,7 +132,7 @@ class ReviewScreen(StepScreen):
 
     def commit(self) -> None:
         """Start the detached training process; the Train screen follows it."""
-        from spark_tui.core import process
+        from spark_tui.core.train import process
 
         assert self.saved is not None
         process.start_training(self.saved)  # a SparkError is shown by StepScreen.action_next

@@ -2,7 +2,7 @@
 
 The App's follow worker tails the run folder and calls `on_follow_update`; this
 screen only draws.  Stop / Kill / Resume / Detach act on the process through
-`spark_tui.core.process`.
+`spark_tui.core.train.process`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, RichLog, Static
 
-from spark_tui.core import runs
-from spark_tui.core.errors import SparkError
+from spark_tui.core.base import names
+from spark_tui.core.base.errors import SparkError
+from spark_tui.core.train import runs
 from spark_tui.screens.base import StepScreen
 from spark_tui.widgets.charts import LossChart, MetricChart
 
@@ -45,7 +46,7 @@ def status_line(st: dict[str, Any], metrics: list[dict[str, Any]]) -> str:
     if last.get("tokens_per_s"):
         parts.append(f"{last['tokens_per_s']:.0f} tok/s")
     parts.append(f"elapsed {fmt_duration(st.get('elapsed_s'))}")
-    if state in runs.ACTIVE_STATES:
+    if state in names.ACTIVE_STATES:
         parts.append(f"ETA {fmt_duration(st.get('eta_s'))}")
     return " · ".join(parts)
 
@@ -113,7 +114,7 @@ class TrainScreen(StepScreen):
         self.state = st.get("state", "new")
         self.query_one("#train-status", Static).update(status_line(st, all_metrics))
         for gauges in self.query("#gauges"):
-            pid = st.get("pid") if self.state in runs.ACTIVE_STATES else None
+            pid = st.get("pid") if self.state in names.ACTIVE_STATES else None
             if getattr(gauges, "pid", None) != pid:
                 gauges.pid = pid
         bar = self.query_one("#train-progress", ProgressBar)
@@ -170,7 +171,7 @@ class TrainScreen(StepScreen):
         return self.app.current_run
 
     def action_stop_run(self) -> None:
-        from spark_tui.core import process
+        from spark_tui.core.train import process
 
         run = self._run()
         if run and process.stop_training(run):
@@ -179,7 +180,7 @@ class TrainScreen(StepScreen):
             self.notify("No training process is running.", title="Stop")
 
     def action_kill_run(self) -> None:
-        from spark_tui.core import process
+        from spark_tui.core.train import process
         from spark_tui.screens.confirm import ConfirmScreen
 
         run = self._run()
@@ -197,7 +198,7 @@ class TrainScreen(StepScreen):
         )
 
     def action_resume_run(self) -> None:
-        from spark_tui.core import process
+        from spark_tui.core.train import process
 
         run = self._run()
         if run is None:
@@ -221,7 +222,7 @@ class TrainScreen(StepScreen):
 
     def action_back(self) -> None:
         # Going back while the run trains would invite editing a running config.
-        if self.state in runs.ACTIVE_STATES:
+        if self.state in names.ACTIVE_STATES:
             self.notify("Training is running: d detaches, s stops.", title="Back")
             return
         super().action_back()
@@ -230,7 +231,7 @@ class TrainScreen(StepScreen):
         run = self._run()
         if run is None:
             return False, "No run."
-        if self.state in runs.ACTIVE_STATES or self.state == "new":
+        if self.state in names.ACTIVE_STATES or self.state == "new":
             return False, "Training…"
         if not run.output_dir.exists() and run.latest_checkpoint() is None:
             return False, "Nothing saved yet to evaluate."

@@ -9,8 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
-from spark_tui.core import hardware
-from spark_tui.core import runs as runs_core
+from spark_tui.core.model import hardware
+from spark_tui.core.train import runs as runs_core
 
 TAGLINE = "From a pile of examples to a fine-tuned model answering in Ollama."
 

@@ -1,7 +1,7 @@
 """Live memory gauges: system / unified memory, each GPU, and the training process.
 
 Used by the Memory step and the Train screen.  A timer (default once a second)
-starts a thread worker that calls `hardware.sample(pid)`; the reading comes
+starts a thread worker that calls `usage.sample(pid)`; the reading comes
 back through `call_from_thread`, so NVML or /proc never block input.  A new
 sample is not started while the previous one is still running.
 
@@ -25,9 +25,9 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Label, ProgressBar, Sparkline
 
-from spark_tui.core import hardware
+from spark_tui.core.model import usage
 
-Sampler = Callable[[int | None], hardware.Sample]
+Sampler = Callable[[int | None], usage.Sample]
 
 
 def _gb(n: float | None) -> str:
@@ -167,9 +167,9 @@ class MemoryGauges(Vertical):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.interval = min(interval, 1.0)  # at least once a second
-        self.sampler: Sampler = sampler or hardware.sample
+        self.sampler: Sampler = sampler or usage.sample
         self.history = history
-        self.latest: hardware.Sample | None = None
+        self.latest: usage.Sample | None = None
         self.samples_taken = 0
         self._busy = False
         self._gpu_rows: set[str] = set()
@@ -213,7 +213,7 @@ class MemoryGauges(Vertical):
         except Exception:  # the app is shutting down
             self._busy = False
 
-    def _apply(self, s: hardware.Sample | None) -> None:
+    def _apply(self, s: usage.Sample | None) -> None:
         self._busy = False
         if s is None or not self.is_mounted:
             return
@@ -245,7 +245,7 @@ class MemoryGauges(Vertical):
             return gauge
         return self.query_one(f"#{gid}", Gauge)
 
-    def _update_gpu(self, g: hardware.GpuSample, *, unified: bool) -> None:
+    def _update_gpu(self, g: usage.GpuSample, *, unified: bool) -> None:
         n = g.index
         util = self._gpu_gauge(f"gpu{n}-util", f"GPU{n} util", None, None)
         util.update_value(

@@ -10,7 +10,7 @@ HOME_DIR="$(mktemp -d)"
 KEYS=0
 cleanup() {
     tmux -L "$SOCK" kill-server >/dev/null 2>&1 || true
-    pkill -f "spark_tui.core.train_process $HOME_DIR" >/dev/null 2>&1 || true
+    pkill -f "spark_tui.core.train.entry $HOME_DIR" >/dev/null 2>&1 || true
     rm -rf "$HOME_DIR"
 }
 trap cleanup EXIT

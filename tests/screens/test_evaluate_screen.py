@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, RichLog, SelectionList
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "evaluate"))
 import conftest_eval  # noqa: E402
 
 from spark_tui.app import SparkTuiApp  # noqa: E402
 from spark_tui.config import RunConfig  # noqa: E402
-from spark_tui.core import runs  # noqa: E402
+from spark_tui.core.train import runs  # noqa: E402
 from spark_tui.screens.evaluate import EvaluateScreen  # noqa: E402
 from spark_tui.widgets.charts import MetricChart  # noqa: E402
 
@@ -100,7 +100,7 @@ async def test_compare_draws_two_curves_and_lists_differing_key(spark_home):
 async def test_sweep_tab_queues_runs_and_plots_metric_vs_parameter(spark_home, monkeypatch):
     from textual.widgets import Button, Select
 
-    from spark_tui.core import sweep as sweep_core
+    from spark_tui.core.evaluate import sweep as sweep_core
 
     base = _fake_run(16, [3.0, 2.0])
 

@@ -12,7 +12,8 @@ from textual.widgets import ProgressBar
 
 from spark_tui.app import SparkTuiApp
 from spark_tui.config import RunConfig
-from spark_tui.core import process, runs
+from spark_tui.core.base import names
+from spark_tui.core.train import process, runs
 from spark_tui.screens.train import TrainScreen
 from spark_tui.widgets.charts import LossChart
 
@@ -46,7 +47,7 @@ async def test_train_screen_follows_quits_reattaches_and_stops(spark_home, defau
             assert screen.query_one("#loss-chart", LossChart).points_drawn >= 2
             seen_before_quit = _losses(screen.metrics)
         # 2. The process keeps training without any TUI.
-        assert run.status()["state"] in runs.ACTIVE_STATES
+        assert run.status()["state"] in names.ACTIVE_STATES
         import asyncio
         import time
 

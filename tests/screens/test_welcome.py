@@ -4,7 +4,7 @@ from textual.widgets import Button, DataTable, Static
 
 from spark_tui.app import SparkTuiApp
 from spark_tui.config import RunConfig
-from spark_tui.core import runs as runs_core
+from spark_tui.core.train import runs as runs_core
 from spark_tui.screens.welcome import WelcomeScreen
 
 

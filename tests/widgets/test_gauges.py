@@ -7,7 +7,7 @@ import itertools
 from textual.app import App, ComposeResult
 from textual.widgets import Label, Sparkline
 
-from spark_tui.core.hardware import GpuSample, Sample
+from spark_tui.core.model.usage import GpuSample, Sample
 from spark_tui.widgets.gauges import Gauge, MemoryGauges
 
 GB = 10**9

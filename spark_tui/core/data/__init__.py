@@ -16,6 +16,12 @@ Public API (everything the CLI, the TUI and the training engine use)::
     CHATML_TEMPLATE, LLAMA3_TEMPLATE (and their *_TRAINING_TEMPLATE twins)
     DataError (a SparkError)
 
+Where each part lives: `loaders` picks the reader of a source (`read_json`,
+`read_flat`, `read_datasets`; all return a `source.Source`); `formats` detects
+the format, `normalize` maps rows to the objective's layout, `lint` names the
+problems; `prepare` runs the whole step, with `clean` (the per-row pass),
+`report` (the report's numbers) and `output` (`PreparedData`, the Arrow
+DatasetDict, writing it); `templates`, `tokens` and `preview` render and count.
 Recipes from the course live in `spark_tui.core.data.recipes`.
 `progress` callbacks are called as ``progress(stage, done, total)``; raise from
 one to cancel.
@@ -33,16 +39,17 @@ from spark_tui.core.data.formats import (
     suggest_column_map,
 )
 from spark_tui.core.data.lint import CATEGORIES, RECOMMENDED_DROP, kto_balance, parse_drop
-from spark_tui.core.data.loaders import Source, bundled_dataset_path, hub_offline, load_source
-from spark_tui.core.data.prepare import (
-    REPORT_NAME,
+from spark_tui.core.data.loaders import bundled_dataset_path, load_source
+from spark_tui.core.data.output import (
     PreparedData,
     build_dataset_dict,
     features_for,
-    prepare_dataset,
     write_prepared,
 )
+from spark_tui.core.data.prepare import prepare_dataset
 from spark_tui.core.data.preview import Preview, Segment, preview_example
+from spark_tui.core.data.read_datasets import hub_offline
+from spark_tui.core.data.source import Source
 from spark_tui.core.data.split import split_indices
 from spark_tui.core.data.templates import (
     CHATML_TEMPLATE,
@@ -63,7 +70,6 @@ __all__ = [
     "LLAMA3_TEMPLATE",
     "LLAMA3_TRAINING_TEMPLATE",
     "RECOMMENDED_DROP",
-    "REPORT_NAME",
     "DataError",
     "Detection",
     "PreparedData",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spark_tui.core.errors import SparkError
+from spark_tui.core.base.errors import SparkError
 
 
 class DataError(SparkError, ValueError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from spark_tui.config import OBJECTIVES
 from spark_tui.core.data.normalize import KINDS
 
-OBJECTIVES = ("sft", "dpo", "simpo", "orpo", "kto", "reward")
 _NAMES = {"dpo": "DPO", "simpo": "SimPO", "orpo": "ORPO", "reward": "a reward model"}
 
 

@@ -298,6 +298,20 @@ def _detect(rows: list[dict[str, Any]]) -> tuple[str, list[str], list[str]] | No
             return "sharegpt"
         return None
 
+    def turns_column(key: str, native: str, quiet_after: str, share: str) -> None:
+        """Count a list-of-turns column as its style; say so unless `quiet_after` fits already."""
+        style = conv_style(key)
+        if style is None:
+            return
+        cands.append(style)
+        if style == native:
+            if quiet_after not in cands:
+                ev.append(
+                    f"'{key}' is a list of turns with {_TURN_KEYS[style]} keys in {share} sampled rows"
+                )
+        else:
+            ev.append(f"'{key}' holds {_TURN_KEYS[style]} turns: read as {_STYLE_NAMES[style]}")
+
     # KTO: prompt/completion + label, or messages + label
     if label_col and present("completion") and present("prompt"):
         ev.append(
@@ -328,27 +342,9 @@ def _detect(rows: list[dict[str, Any]]) -> tuple[str, list[str], list[str]] | No
             )
         cands.append("preference")
     if present("conversations"):
-        style = conv_style("conversations")
-        if style == "sharegpt":
-            cands.append("sharegpt")
-            if "preference" not in cands:
-                ev.append(
-                    f"'conversations' is a list of turns with 'from'/'value' keys in {n} sampled rows"
-                )
-        elif style == "messages":
-            cands.append("messages")
-            ev.append("'conversations' holds 'role'/'content' turns: read as OpenAI messages")
+        turns_column("conversations", "sharegpt", "preference", f"{n}")
     if present("messages"):
-        style = conv_style("messages")
-        if style == "messages":
-            cands.append("messages")
-            if "kto" not in cands:
-                ev.append(
-                    f"'messages' is a list of turns with 'role'/'content' keys in {_pct(has['messages'])} of {n} sampled rows"
-                )
-        elif style == "sharegpt":
-            cands.append("sharegpt")
-            ev.append("'messages' holds 'from'/'value' turns: read as ShareGPT")
+        turns_column("messages", "messages", "kto", f"{_pct(has['messages'])} of {n}")
     if present("instruction") and present("output"):
         cands.append("alpaca")
         extra = [k for k in ("input", "system", "history") if k in has]
@@ -372,6 +368,10 @@ def _detect(rows: list[dict[str, Any]]) -> tuple[str, list[str], list[str]] | No
     if len(cands) > 1:
         ev.append(f"also fits: {', '.join(c for c in cands[1:])}")
     return fmt, ev, cands
+
+
+_TURN_KEYS = {"sharegpt": "'from'/'value'", "messages": "'role'/'content'"}
+_STYLE_NAMES = {"sharegpt": "ShareGPT", "messages": "OpenAI messages"}
 
 
 def _value_kind(rows: list[dict[str, Any]], key: str) -> str:

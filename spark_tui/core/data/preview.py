@@ -71,16 +71,33 @@ def preview_example(
         return [
             _build("text", text, [(0, len(text))], tokenizer, "plain text: every token is trained")
         ]
+    label = bool(row.get("label")) if "completion" in row else None
+    out = []
+    for part, text, spans, method in conversation_spans(row, tokenizer, template):
+        p = _build(part, text, spans, tokenizer, method)
+        p.label = label
+        out.append(p)
+    return out
+
+
+def conversation_spans(
+    row: dict[str, Any],
+    tokenizer: Any = None,
+    template: str | TemplateChoice | None = None,
+) -> list[tuple[str, str, list[tuple[int, int]], str]]:
+    """(part, rendered text, trained character spans, how they were found) per conversation.
+
+    The one definition of "trained" for chat rows: the preview draws it and the
+    trainer's labels are built from it (`labels.py`).
+    """
     tmpl = _template_of(tokenizer, template)
     gen = tmpl if has_generation_markers(tmpl) else training_chat_template(tmpl)
     renderer = _renderer(gen or tmpl, tokenizer)
     parts = ["conversation"]
-    label = None
     if "chosen" in row:
         parts = ["chosen", "rejected"]
     elif "completion" in row:
         parts = ["completion"]
-        label = bool(row.get("label"))
     out = []
     for part, conv in zip(parts, conversations_of(row), strict=False):
         n_prompt = len(row["prompt"]) if "prompt" in row else None
@@ -93,10 +110,28 @@ def preview_example(
         else:
             text, spans = _prefix_spans(renderer, conv, n_prompt)
             method = "rendering the prompt before each answer"
-        p = _build(part, text, spans, tokenizer, method)
-        p.label = label
-        out.append(p)
+        if not spans and any(m["role"] == "assistant" for m in conv):
+            method = (
+                "this chat template could not be masked (no answer found in its rendering): "
+                "the row is left out of training"
+            )
+        out.append((part, text, spans, method))
     return out
+
+
+def token_states(
+    text: str, spans: list[tuple[int, int]], tokenizer: Any
+) -> tuple[list[int], list[tuple[int, int]], list[bool]]:
+    """The tokens of `text` (as the trainer tokenizes it), their offsets, and which are trained.
+
+    A token is trained when the middle of its characters lies in a trained span.
+    """
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    states = [
+        any(a <= ((x + y - 1) // 2 if y > x else x) < b for a, b in spans) for x, y in offsets
+    ]
+    return list(enc["input_ids"]), offsets, states
 
 
 _RENDERERS: dict[tuple[str, int], Renderer] = {}
@@ -150,14 +185,12 @@ def _build(
             if b > a
         ]
         return _finish(part, text, segs, method + " (token counts estimated: no tokenizer)", False)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = enc["offset_mapping"]
+    _ids, offsets, states = token_states(text, spans, tokenizer)
     segs: list[Segment] = []
     cur_start = 0
     cur_state: bool | None = None
     count = 0
-    for a, b in offsets:
-        state = trained_at((a + b - 1) // 2 if b > a else a)
+    for (a, _b), state in zip(offsets, states, strict=True):
         if cur_state is None:
             cur_state = state
         elif state != cur_state:

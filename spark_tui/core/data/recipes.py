@@ -206,7 +206,7 @@ def write_jsonl(
     rows: Iterable[dict[str, Any]], path: str | Path, *, source: str | Path | None = None
 ) -> Path:
     """Write rows as JSON Lines (atomically); refuses to overwrite `source`."""
-    from spark_tui.core.fsutil import atomic_write_text
+    from spark_tui.core.base.atomic import atomic_write_text
 
     path = Path(path)
     if source is not None and Path(source).exists() and path.exists():

@@ -16,8 +16,8 @@ def load_tokenizer(
     """
     if model in ("none", "None", ""):
         return None
-    from spark_tui.core import models
-    from spark_tui.core.errors import SparkError
+    from spark_tui.core.base.errors import SparkError
+    from spark_tui.core.model import resolve as models
 
     try:
         path = models.resolve_model_path(model)
@@ -28,14 +28,14 @@ def load_tokenizer(
     from pathlib import Path
 
     if not Path(path).exists():
-        from spark_tui.core.data.loaders import hub_offline
+        from spark_tui.core.data.read_datasets import hub_offline
 
         if hub_offline():
             raise DataError(
                 f"the model '{model}' is not a local folder and this machine is offline; "
                 "download it first or pick a local model folder"
             )
-    from spark_tui.core.lazy import warm_imports
+    from spark_tui.core.base.lazy import warm_imports
 
     warm_imports()  # workers in the TUI may get here first, from several threads
     try:

@@ -18,7 +18,7 @@ from spark_tui.core.data.templates import Renderer
 BATCH = 1000
 
 
-class TokenCounter:
+class RowTokenCounter:
     """Counts tokens of rendered rows; without a tokenizer, estimates (4 characters a token)."""
 
     def __init__(self, tokenizer: Any, renderer: Renderer | None) -> None:

@@ -9,13 +9,15 @@ leaves a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from spark_tui.core.errors import SparkError
+from spark_tui.core.base.errors import SparkError
 
 # progress(stage, done, total): stage is a short label ("merge", "write",
 # "quantize", "verify", "upload"); done/total are in the stage's own unit
@@ -35,6 +37,16 @@ class ExportError(SparkError):
 
 class UnsupportedModelError(ExportError):
     """The model's architecture or tokenizer is not one the exporter handles."""
+
+
+def read_json_file(path: Path, missing: str) -> dict[str, Any]:
+    """A JSON file the pipeline needs; `missing` says what its absence means and what to do."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ExportError(f"{path} is missing: {missing}") from exc
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{path} is not valid JSON ({exc})") from exc
 
 
 def report(progress: Progress | None, stage: str, done: int, total: int) -> None:

@@ -25,7 +25,6 @@ q8_0.  K-quants are made from the f16 file by llama.cpp's quantizer
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -41,6 +40,7 @@ from spark_tui.core.export.common import (
     Progress,
     UnsupportedModelError,
     atomic_output,
+    read_json_file,
     report,
 )
 from spark_tui.core.export.gguf_archs import (  # noqa: F401 - re-exported
@@ -84,16 +84,11 @@ class GGUFExport:
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / "config.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ExportError(
-            f"{path} is missing: export needs a Hugging Face model folder "
-            "(config.json, *.safetensors, tokenizer files); merge the run first"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise ExportError(f"{path} is not valid JSON ({exc})") from exc
+    return read_json_file(
+        Path(model_dir) / "config.json",
+        "export needs a Hugging Face model folder "
+        "(config.json, *.safetensors, tokenizer files); merge the run first",
+    )
 
 
 def gguf_arch_for(config: dict[str, Any], source: str = "config.json") -> tuple[str, str]:

@@ -38,7 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spark_tui.core.export.common import ExportError, Progress, atomic_output, report
+from spark_tui.core.export.common import (
+    ExportError,
+    Progress,
+    atomic_output,
+    read_json_file,
+    report,
+)
 from spark_tui.core.export.stream_merge import (
     DEFAULT_SHARD_BYTES,
     AdapterTensors,
@@ -106,22 +112,16 @@ class MergeResult:
 
 
 def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
-    path = Path(adapter_dir) / "adapter_config.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ExportError(
-            f"{path} is missing: {adapter_dir} is not a PEFT adapter folder "
-            "(has the run finished training?)"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise ExportError(f"{path} is not valid JSON ({exc})") from exc
+    return read_json_file(
+        Path(adapter_dir) / "adapter_config.json",
+        f"{adapter_dir} is not a PEFT adapter folder (has the run finished training?)",
+    )
 
 
 def resolve_base_model(adapter_cfg: dict[str, Any], model_id: str | None = None) -> str:
     """The local folder of the base model to merge into: the run's model.id, else what PEFT
     recorded.  Hub ids resolve to their cached snapshot (never a download, never a path)."""
-    from spark_tui.core import models
+    from spark_tui.core.model import resolve as models
 
     candidates = [model_id, adapter_cfg.get("base_model_name_or_path")]
     first_error: str | None = None
@@ -144,7 +144,7 @@ def resolve_base_model(adapter_cfg: dict[str, Any], model_id: str | None = None)
 
 def local_model_dir(base: str) -> Path:
     """The folder holding the base's files: a local path, else its Hugging Face cache copy."""
-    from spark_tui.core import models
+    from spark_tui.core.model import resolve as models
 
     try:
         return models.resolve_local_model(base)
@@ -211,7 +211,7 @@ def _load_peft(base: str, adapter_dir: Path, torch_dtype: Any, rows: int | None)
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from spark_tui.core.models import quiet_transformers
+    from spark_tui.core.model.resolve import quiet_transformers
 
     with quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
@@ -249,7 +249,7 @@ def merge_adapter(
     import torch
     from transformers import AutoTokenizer
 
-    from spark_tui.core.models import quiet_transformers
+    from spark_tui.core.model.resolve import quiet_transformers
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
@@ -358,7 +358,7 @@ def _check_streamed(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from spark_tui.core.models import quiet_transformers
+    from spark_tui.core.model.resolve import quiet_transformers
 
     model = _load_peft(base, adapter_dir, torch_dtype, rows)
     want = _logits(model, tok, torch)
@@ -387,7 +387,7 @@ def _peft_merge(
     import torch
     from transformers import GenerationConfig
 
-    from spark_tui.core.models import quiet_transformers
+    from spark_tui.core.model.resolve import quiet_transformers
 
     peft_model = _load_peft(base, adapter_dir, torch_dtype, rows)
     n_rows = peft_model.get_input_embeddings().weight.shape[0]

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spark_tui.core.base.atomic import atomic_write_text
 from spark_tui.core.export.common import ExportError
-from spark_tui.core.fsutil import atomic_write_text
 
 # Architectures `ollama create` converts from a safetensors folder itself
 # (DESIGN.md §4: Llama and Qwen2 yes, Mistral no).

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spark_tui.core.base.atomic import atomic_write_json
 from spark_tui.core.export import preflight
 from spark_tui.core.export.common import ExportError, Progress, remove_path, temp_sibling
 from spark_tui.core.export.quantize import ALL_TYPES, K_QUANTS
-from spark_tui.core.fsutil import atomic_write_json
 
 
 @dataclass
@@ -153,14 +153,10 @@ def merge_run(
 
 
 def _template_for(name: str) -> str | None:
-    """The chatml / llama3 jinja templates of the data module, if it is there."""
-    if name not in ("chatml", "llama3"):
-        return None
-    try:
-        from spark_tui.core import data as data_mod  # owned elsewhere; optional
-    except ImportError:
-        return None
-    return getattr(data_mod, f"{name.upper()}_TEMPLATE", None)
+    """The Dataset step's chatml / llama3 jinja template, for a named template override."""
+    from spark_tui.core.data import templates
+
+    return {"chatml": templates.CHATML_TEMPLATE, "llama3": templates.LLAMA3_TEMPLATE}.get(name)
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ freed before llama.cpp maps the file: the larger of the two counts) and the
 transformers re-read (fp32).  A required stage that does not fit refuses up
 front (`MemoryShortError`: stage, need, available, what to do); an optional
 check that does not fit is skipped with the reason.  "Available" is
-MemAvailable from core/hardware.py (unified-memory aware), or an injected
+MemAvailable from core/model/hardware.py (unified-memory aware), or an injected
 figure: `available_bytes=` or $SPARK_TUI_AVAILABLE_MEMORY ("8GB", "512M").
 """
 
@@ -179,7 +179,7 @@ def available_memory(available_bytes: int | None = None) -> MemoryFigure:
         return MemoryFigure(int(available_bytes), "given by the caller")
     if env := os.environ.get(ENV_AVAILABLE, "").strip():
         return MemoryFigure(parse_size(env), f"${ENV_AVAILABLE}")
-    from spark_tui.core import hardware
+    from spark_tui.core.model import hardware
 
     p = hardware.probe(with_disk=False, with_processes=False)
     where = "unified memory (CPU and GPU share it)" if p.unified_memory else "system RAM"
@@ -368,7 +368,7 @@ class DeployPreflight:
 
 def refusal(s: StageNeed, memory: MemoryFigure, advice: list[str] | None = None) -> str:
     """The plain message for a required stage that does not fit: need, available, what to do."""
-    from spark_tui.core.hardware import DROP_CACHES_COMMAND
+    from spark_tui.core.model.sysmem import DROP_CACHES_COMMAND
 
     cache = f" ({_gb(memory.page_cache)} of it now)" if memory.page_cache else ""
     todo = [

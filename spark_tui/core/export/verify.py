@@ -79,7 +79,7 @@ class Reference:
     def __init__(self, model_dir: str | Path, *, dtype: Any = None):
         from transformers import AutoTokenizer
 
-        from spark_tui.core.models import quiet_transformers
+        from spark_tui.core.model.resolve import quiet_transformers
 
         self.model_dir = Path(model_dir)
         with quiet_transformers():
@@ -113,7 +113,7 @@ class Reference:
         import torch
         from transformers import AutoModelForCausalLM
 
-        from spark_tui.core.models import quiet_transformers
+        from spark_tui.core.model.resolve import quiet_transformers
 
         if isinstance(dtype, str) and dtype != "auto":
             dtype = getattr(torch, dtype)
@@ -436,7 +436,7 @@ def _transformers_check(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from spark_tui.core.models import quiet_transformers
+    from spark_tui.core.model.resolve import quiet_transformers
 
     try:
         with quiet_transformers():

@@ -27,6 +27,15 @@ def fresh_tokenizer(default_model_dir: Path) -> Any:
 
 
 @pytest.fixture
+def two_rows() -> list[dict[str, str]]:
+    """Two Alpaca rows, the smallest data every reader must return unchanged."""
+    return [
+        {"instruction": "Say hi", "input": "", "output": "Hi!"},
+        {"instruction": "Add 2 and 3", "input": "", "output": "5"},
+    ]
+
+
+@pytest.fixture
 def write_jsonl(tmp_path: Path) -> Callable[..., Path]:
     def write(rows: list[Any], name: str = "data.jsonl") -> Path:
         p = tmp_path / name

@@ -6,6 +6,18 @@ import pytest
 
 from spark_tui.core.data import CATEGORIES, DataError, kto_balance, parse_drop, prepare_dataset
 
+# Turns in the expected user/assistant order, and turns with two user turns in a row.
+ALTERNATING = {
+    "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+}
+REPEATED_USER = {
+    "messages": [
+        {"role": "user", "content": "Hi"},
+        {"role": "user", "content": "Again"},
+        {"role": "assistant", "content": "Yes"},
+    ]
+}
+
 
 def _finding(report, category):
     return next(f for f in report["lint"] if f["category"] == category)
@@ -51,16 +63,7 @@ def test_keys_that_differ(tokenizer, write_jsonl, make_cfg):
 
 
 def test_role_order(tokenizer, write_jsonl, make_cfg):
-    ok = {
-        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    }
-    bad = {
-        "messages": [
-            {"role": "user", "content": "Hi"},
-            {"role": "user", "content": "Again"},
-            {"role": "assistant", "content": "Yes"},
-        ]
-    }
+    ok, bad = ALTERNATING, REPEATED_USER
     path = write_jsonl(
         [ok, bad, dict(ok, messages=ok["messages"] + [{"role": "user", "content": "x"}])]
     )
@@ -177,16 +180,7 @@ def test_rows_the_chat_template_rejects(fresh_tokenizer, write_jsonl, make_cfg):
         "{{ raise_exception('Conversation roles must alternate user/assistant') }}{% endif %}"
         "[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
     )
-    ok = {
-        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    }
-    bad = {
-        "messages": [
-            {"role": "user", "content": "Hi"},
-            {"role": "user", "content": "Again"},
-            {"role": "assistant", "content": "Yes"},
-        ]
-    }
+    ok, bad = ALTERNATING, REPEATED_USER
     p = prepare_dataset(
         make_cfg(write_jsonl([ok, bad, ok | {"x": 1}]), val_fraction=0.0), fresh_tokenizer
     )

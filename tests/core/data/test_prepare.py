@@ -8,7 +8,8 @@ import pytest
 from datasets import load_from_disk
 
 from spark_tui.config import RunConfig
-from spark_tui.core.data import REPORT_NAME, DataError, prepare_dataset
+from spark_tui.core.base.names import DATA_REPORT
+from spark_tui.core.data import DataError, prepare_dataset
 
 
 @pytest.mark.parametrize(
@@ -36,7 +37,7 @@ def test_default_data_for_every_objective(tokenizer, tmp_path, objective, column
     back = load_from_disk(str(out))
     assert back["train"].column_names == columns
     assert len(back["train"]) == len(p.dataset["train"])
-    report = json.loads((out / REPORT_NAME).read_text())
+    report = json.loads((out / DATA_REPORT).read_text())
     assert report["objective"] == objective
     assert report["stats"]["rows_after"] == len(p.dataset["train"]) + len(p.dataset["validation"])
     assert 0 < report["stats"]["trained_share"] < 1
@@ -118,14 +119,6 @@ def test_separate_validation_file(tokenizer, write_jsonl, make_cfg, alpaca_rows)
 def test_val_count(tokenizer, write_jsonl, make_cfg, alpaca_rows):
     p = prepare_dataset(make_cfg(write_jsonl(alpaca_rows(20))), tokenizer, val_count=5)
     assert len(p.dataset["validation"]) == 5 and p.report["split"]["method"] == "count"
-
-
-def test_refuses_to_write_over_the_source(tokenizer, tmp_path, make_cfg):
-    from datasets import Dataset
-
-    Dataset.from_list([{"instruction": "Q", "output": "A"}] * 3).save_to_disk(str(tmp_path / "src"))
-    with pytest.raises(DataError, match="refusing to write the prepared data over the source"):
-        prepare_dataset(make_cfg(tmp_path / "src"), tokenizer, out_dir=tmp_path / "src")
 
 
 def test_progress_is_reported(tokenizer, write_jsonl, make_cfg, alpaca_rows):

@@ -123,3 +123,25 @@ def test_fast_renderers_match_jinja(tokenizer):
         for conv in (CONV, CONV[1:], CONV[1:2]):
             for agp in (False, True):
                 assert r.render(conv, agp) == r._jinja(conv, agp)
+
+
+def test_a_template_that_hides_the_answers_says_so_and_the_row_is_not_trained():
+    from spark_tui.core.data.labels import sft_labels
+
+    # renders only the user turns: no answer can be found, so nothing would train
+    template = (
+        "{% for m in messages %}{% if m['role'] == 'user' %}U: {{ m['content'] }}\n"
+        "{% endif %}{% endfor %}"
+    )
+    row = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    (p,) = preview_example(row, None, template)
+    assert p.trained_tokens == 0 and "could not be masked" in p.method
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = Tokenizer(models.WordLevel({"[UNK]": 0, "U": 1, ":": 2, "hi": 3}, unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
+    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]")
+    assert sft_labels(row, tok, template) is None

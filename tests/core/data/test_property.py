@@ -64,7 +64,7 @@ def test_random_rows_load_or_raise_data_error(tmp_path_factory, content, suffix,
     ),
 )
 def test_random_structured_rows(data, objective, fmt):
-    from spark_tui.core.data.loaders import Source
+    from spark_tui.core.data.source import Source
 
     cfg = RunConfig()
     cfg.method.objective = objective

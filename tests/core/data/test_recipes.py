@@ -67,7 +67,7 @@ def test_generate_rejected_with_the_base_model(default_model_dir, tokenizer):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from spark_tui.core.models import quiet_transformers
+    from spark_tui.core.model.resolve import quiet_transformers
 
     with quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(default_model_dir, dtype=torch.float32)

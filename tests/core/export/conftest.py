@@ -19,7 +19,7 @@
 * `llama32_dir` - a Llama-3.2-style model: byte-level BPE, llama3 RoPE (factor 32),
   tied embeddings.
 * `default_model_dir` - the bundled SmolLM2-135M-Instruct, when
-  spark_tui.core.models.ensure_default_model exists (skipped otherwise).
+  spark_tui.core.model.resolve.ensure_default_model exists (skipped otherwise).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import os
 from pathlib import Path
 
 import pytest
+from chat_templates import CHATML_TEMPLATE, LLAMA2_TEMPLATE, LLAMA3_TEMPLATE
+from tokenizer_files import set_tokenizer_config
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -38,34 +40,6 @@ LLAMA3_SPLIT = (
 QWEN2_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-
-LLAMA3_TEMPLATE = (
-    "{% set loop_messages = messages %}{% for message in loop_messages %}"
-    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
-    "+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
-    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
-    "{% endif %}"
-)
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
-    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
-    "{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-LLAMA2_TEMPLATE = (
-    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
-    "{% set system_message = messages[0]['content'] %}{% else %}"
-    "{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
-    "{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{% endif %}{% if loop.index0 == 0 and system_message != false %}"
-    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
-    "{% else %}{% set content = message['content'] %}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}"
-    "{% endif %}{% endfor %}"
 )
 
 GEMMA_TEMPLATE = (
@@ -268,15 +242,6 @@ def train_sentencepiece(prefix: Path, vocab_size: int = 400, **options) -> Path:
     return prefix.with_suffix(".model")
 
 
-def _set_tokenizer_config(folder: Path, **values) -> None:
-    import json
-
-    path = folder / "tokenizer_config.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data.update(values)
-    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
-
-
 @pytest.fixture(scope="session")
 def spm_dir(tmp_path_factory) -> Path:
     import shutil
@@ -312,7 +277,7 @@ def spm_dir(tmp_path_factory) -> Path:
     _random_init(model)
     model.save_pretrained(out)
     hf_tok.save_pretrained(out)
-    _set_tokenizer_config(out, legacy=True)  # transformers 5 does not save the flag
+    set_tokenizer_config(out, legacy=True)  # transformers 5 does not save the flag
     # Llama 2 repos ship the SentencePiece model next to tokenizer.json.
     shutil.copy(sp_model, out / "tokenizer.model")
     return out
@@ -350,7 +315,7 @@ def _save(model, hf_tok, out: Path, sp_model: Path | None = None, **tok_config) 
     model.save_pretrained(out)
     hf_tok.save_pretrained(out)
     if tok_config:
-        _set_tokenizer_config(out, **tok_config)  # transformers 5 drops e.g. `legacy`
+        set_tokenizer_config(out, **tok_config)  # transformers 5 drops e.g. `legacy`
     if sp_model is not None:  # SentencePiece repos ship the model next to tokenizer.json
         shutil.copy(sp_model, out / "tokenizer.model")
     return out
@@ -504,9 +469,9 @@ def llama32_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     try:
-        from spark_tui.core.models import ensure_default_model
+        from spark_tui.core.model.resolve import ensure_default_model
     except ImportError:
-        pytest.skip("spark_tui.core.models.ensure_default_model does not exist yet")
+        pytest.skip("spark_tui.core.model.resolve.ensure_default_model does not exist yet")
     return Path(ensure_default_model())
 
 

@@ -164,11 +164,11 @@ def test_sentencepiece_from_tokenizer_json_only(spm_dir, llama_cpp, tmp_path):
 
 def test_sentencepiece_non_legacy_difference_is_explained(spm_dir, llama_cpp, tmp_path):
     """HF legacy=False adds no space after special tokens; llama.cpp always does: say so."""
-    from conftest import _set_tokenizer_config
+    from tokenizer_files import set_tokenizer_config
 
     d = tmp_path / "model"
     shutil.copytree(spm_dir, d)
-    _set_tokenizer_config(d, legacy=False)
+    set_tokenizer_config(d, legacy=False)
     out = export_gguf(d, tmp_path / "spm-nl-f16.gguf", "f16")
     rep = verify_gguf(
         out.path, d, gguf_type="f16", hf_answer=False, max_new_tokens=2, check_transformers=False

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from spark_tui.core.errors import SparkError
-from spark_tui.core.models import ModelError, resolve_local_model, resolve_model_path
+from spark_tui.core.base.errors import SparkError
+from spark_tui.core.model.resolve import ModelError, resolve_local_model, resolve_model_path
 
 REPO = "tiny-org/tiny-spm-llama"
 REV = "0123456789abcdef0123456789abcdef01234567"

@@ -103,7 +103,7 @@ def test_merge_run_and_cli(llama3_dir, lora_adapter, tmp_path, monkeypatch, caps
 
     from spark_tui.cli import main
     from spark_tui.config import RunConfig
-    from spark_tui.core.runs import create_run
+    from spark_tui.core.train.runs import create_run
 
     monkeypatch.setenv("SPARK_TUI_HOME", str(tmp_path / "home"))
     cfg = RunConfig()

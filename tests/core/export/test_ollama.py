@@ -219,7 +219,7 @@ def test_unreachable_keeps_files_and_says_what_to_run(tmp_path, chatml_tokenizer
 
 
 def test_bad_name_is_refused(tmp_path, chatml_tokenizer):
-    from spark_tui.core.errors import SparkError
+    from spark_tui.core.base.errors import SparkError
 
     mf = build_modelfile("./m.gguf", chatml_tokenizer)
     with pytest.raises(SparkError, match="not a valid Ollama model name"):
@@ -314,7 +314,7 @@ def test_a_rambling_answer_and_a_changed_template_are_reported(tmp_path, chatml_
 
 
 def test_missing_from_file_is_refused_before_ollama_is_asked(tmp_path, chatml_tokenizer):
-    from spark_tui.core.errors import SparkError
+    from spark_tui.core.base.errors import SparkError
 
     mf = build_modelfile("./absent.gguf", chatml_tokenizer)
     mf_path = mf.write(tmp_path / "Modelfile")

@@ -219,7 +219,7 @@ def test_export_refused_when_memory_is_short(qwen2_dir, tmp_path):
 def _fake_run(tmp_path, monkeypatch, base_dir):
     """A run folder whose adapter points at `base_dir` (never merged in these tests)."""
     from spark_tui.config import RunConfig
-    from spark_tui.core.runs import create_run
+    from spark_tui.core.train.runs import create_run
 
     monkeypatch.setenv("SPARK_TUI_HOME", str(tmp_path / "home"))
     cfg = RunConfig()

@@ -1,0 +1,1 @@
+"""Evaluate step: scores, generation, chat, compare, blind A/B review and sweeps."""

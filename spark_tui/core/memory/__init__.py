@@ -1,0 +1,1 @@
+"""Memory step: what a run will need (weights, adapters, optimizer, activations), the verdict, the fixes."""

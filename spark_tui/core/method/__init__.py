@@ -1,0 +1,1 @@
+"""Method step: presets and their explanations, and RunConfig → PEFT / bitsandbytes / TRL objects."""

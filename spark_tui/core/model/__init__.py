@@ -1,0 +1,1 @@
+"""Model step: the catalogue, local and Hub model sources, the bundled default, the hardware probe."""

@@ -1,0 +1,1 @@
+"""Review step: the equivalent CLI command and hand-off configs for LLaMA-Factory and Axolotl."""

@@ -1,0 +1,48 @@
+"""Entry point of the detached training process: `python -m spark_tui.core.train.entry RUN_DIR [--resume]`.
+
+Started by `spark_tui.core.train.process.start_training` in its own session, so it
+outlives the terminal and the TUI.  It takes the run's lock (two trainers never
+write one run), sends everything printed to `train.log`, and runs the engine.
+Exit status: 0 finished or stopped, 1 failed, 2 bad arguments or run locked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from spark_tui.core.base.env import apply_defaults
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spark_tui.core.train.entry")
+    parser.add_argument("run_dir", help="the run folder (holds run.toml)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    args = parser.parse_args(argv)
+
+    # Quiet before anything heavy is imported.
+    apply_defaults()
+
+    from spark_tui.core.train.runs import Run, RunError, RunLock
+
+    run = Run(Path(args.run_dir).resolve())
+    if not run.config_path.exists():
+        print(f"error: {run.path} has no run.toml", file=sys.stderr)
+        return 2
+    try:
+        lock = RunLock(run).acquire()
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        from spark_tui.core.train.orchestrate import run_training
+
+        final = run_training(run, resume=args.resume, redirect=True)
+    finally:
+        lock.release()
+    return 0 if final.get("state") in ("finished", "stopped") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""From a loaded model to a trained one: the prepared data, the TRL trainer, the saved output.
+
+`orchestrate._train` calls these in order, around `loading` (the model) and
+the callbacks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from spark_tui.config import RunConfig
+from spark_tui.core.base import names
+from spark_tui.core.base.atomic import atomic_write_json, read_json
+from spark_tui.core.train.runs import Run
+from spark_tui.core.train.status import StatusWriter
+
+
+def prepare_data(cfg: RunConfig, tok: Any, run: Run, status: StatusWriter) -> Any:
+    """Prepare the run's data into `<run>/data`, its progress shown in status.json."""
+    from spark_tui.core.data import prepare_dataset
+
+    last = [0.0]
+
+    def progress(stage: str, done: float, total: float | None) -> None:
+        now = time.time()
+        if now - last[0] < 0.5 and (total is None or done < total):
+            return  # status.json is rewritten at most twice a second
+        last[0] = now
+        frac = float(done) / float(total) if total else None
+        status.update(phase="preparing data", phase_detail=str(stage), phase_progress=frac)
+
+    prepared = prepare_dataset(cfg, tok, out_dir=run.data_dir, progress=progress)
+    record_sources(cfg, run)
+    return prepared
+
+
+def record_sources(cfg: RunConfig, run: Run) -> None:
+    """Fingerprint the data sources as prepared, for a later resume to compare against."""
+    from spark_tui.core.data.fingerprint import fingerprint
+
+    obj = cfg.method.objective
+    atomic_write_json(
+        run.data_dir / names.DATA_SOURCES,
+        {
+            "data": fingerprint(cfg.data.path, obj),
+            "validation": fingerprint(cfg.data.validation_path, obj),
+        },
+    )
+
+
+def resume_data(cfg: RunConfig, tok: Any, run: Run, notes: list[str]) -> Any | None:
+    """The data prepared when the run started, with what changed in its sources since.
+
+    None when the run folder holds no prepared copy (then it is prepared again).
+    """
+    from spark_tui.core.data.fingerprint import changes
+    from spark_tui.core.data.output import load_prepared
+
+    recorded = read_json(run.data_dir / names.DATA_SOURCES, default=None)
+    prepared = load_prepared(run.data_dir, tok, cfg.model.chat_template) if recorded else None
+    if prepared is None:
+        notes.append("no prepared copy of the data in the run folder: prepared again from the source")
+        return None
+    obj = cfg.method.objective
+    notes.append("resumed on the data prepared when the run started")
+    for role in ("data", "validation"):
+        notes.extend(changes(recorded.get(role), role, obj))
+    return prepared
+
+
+def split(dataset: Any, name: str) -> Any:
+    """One split of the prepared dataset, or None when it is missing or empty."""
+    try:
+        ds = dataset[name]
+    except (KeyError, TypeError):
+        return None
+    return ds if ds is not None and len(ds) > 0 else None
+
+
+def build_trainer(
+    cfg: RunConfig,
+    run: Run,
+    *,
+    model: Any,
+    tokenizer: Any,
+    train_dataset: Any,
+    eval_dataset: Any,
+    hw: Any,
+    precision: str,
+    callbacks: Iterable[Any] = (),
+    notes: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
+    """The TRL trainer for `cfg` on an already-loaded model."""
+    from spark_tui.core.method import trl_compat
+    from spark_tui.core.method.peft_config import build_peft_config
+    from spark_tui.core.method.trainer_args import estimate_total_steps, trainer_kwargs
+
+    notes = notes if notes is not None else []
+    classes = trl_compat.trainer_classes(cfg.method.objective)
+    total = estimate_total_steps(cfg, len(train_dataset))
+    peft_cfg = build_peft_config(cfg, model, total_steps=total)
+    kwargs = trainer_kwargs(
+        cfg,
+        output_dir=run.checkpoints_dir,
+        hw=hw,
+        precision=precision,
+        has_eval=eval_dataset is not None,
+        notes=notes,
+    )
+    kwargs.update(overrides or {})
+    args = trl_compat.make_config(classes, **kwargs)
+    trainer_kw: dict[str, Any] = {
+        "model": model,
+        "args": args,
+        "train_dataset": train_dataset,
+        "eval_dataset": eval_dataset,
+        "processing_class": tokenizer,
+        "callbacks": list(callbacks),
+    }
+    if peft_cfg is not None:
+        trainer_kw["peft_config"] = peft_cfg
+    if reference_is_a_copy(cfg, peft=peft_cfg is not None):
+        import copy
+
+        ref = copy.deepcopy(model).eval()
+        ref.requires_grad_(False)
+        trainer_kw["ref_model"] = ref
+    return classes.trainer(**trainer_kw)
+
+
+def reference_is_a_copy(cfg: RunConfig, *, peft: bool) -> bool:
+    """Whether DPO/KTO gets a frozen copy of the just-loaded policy as its reference.
+
+    With PEFT the reference is the base with adapters disabled, unless the user
+    asked for a copy.  Full fine-tuning always needs a second model: a copy of
+    the policy has its revision, dtype, device placement and trust_remote_code
+    by construction, where TRL would reload it by name at the `main` revision.
+    Precomputed reference log-probs need no model kept.
+    """
+    if cfg.method.objective not in ("dpo", "kto") or cfg.preference.reference == "precompute":
+        return False
+    return not peft or cfg.preference.reference == "copy"
+
+
+def save_output(trainer: Any, tokenizer: Any, dest: Path) -> None:
+    """Save weights + tokenizer into `dest` atomically (a temp folder renamed into place)."""
+    tmp = dest.parent / f".{dest.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    old = dest.parent / f".{dest.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,47 @@
+"""status.json has one writer (launcher: `Run.write_status`, trainer: `StatusWriter`); stop file."""
+
+from __future__ import annotations
+
+import os
+
+from spark_tui.core.base import names
+from spark_tui.core.base.atomic import read_json
+from spark_tui.core.train.runs import Run
+from spark_tui.core.train.status import StatusWriter
+from spark_tui.core.train.stop import StopControl
+
+
+def test_launcher_and_trainer_write_status_durably_through_one_writer(tmp_path, monkeypatch):
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    run = Run(tmp_path)
+    run.write_status(state="preparing", step=0)
+    assert len(synced) == 1
+    writer = StatusWriter(run)
+    assert writer.get("state") == "preparing"  # the trainer starts from what the launcher wrote
+    st = writer.update(state="training", step=3)
+    assert len(synced) == 2
+    assert st["heartbeat"] == st["updated"]
+    assert read_json(run.status_path) == st
+    # The launcher's writes stamp `updated` only: the heartbeat is the trainer's.
+    later = run.write_status(phase="saving")
+    assert later["heartbeat"] == st["heartbeat"] and later["updated"] >= st["updated"]
+    assert len(synced) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [names.STATUS_FILE]  # no temp files
+
+
+def test_stop_file_is_seen_and_cleared(tmp_path):
+    run = Run(tmp_path)
+    control = StopControl(run)
+    assert not control.check()
+    (tmp_path / names.STOP_FILE).write_text("stop")
+    assert control.check() and control.reason == "stop requested"
+    control.clear()
+    assert not (tmp_path / names.STOP_FILE).exists()
+    control.clear()  # nothing left to clear: no error
