@@ -12,6 +12,8 @@ silently training something else.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import sys
 import types
 import typing
@@ -134,6 +136,7 @@ class TrainConfig:
     eval_steps: int = 0  # 0 = evaluate at the end only
     save_steps: int = 50
     save_total_limit: int = 2
+    keep_checkpoints: bool = False  # a finished run keeps its checkpoints (optimizer state)
     report_to: ReportTo = "none"
 
 
@@ -216,7 +219,7 @@ class RunConfig:
         obj: Any = self
         for part in dotted.split("."):
             if not dataclasses.is_dataclass(obj) or part not in {f.name for f in fields(obj)}:
-                raise ConfigError(f"unknown setting '{dotted}'; known: {', '.join(known_keys())}")
+                raise _unknown_setting(dotted)
             obj = getattr(obj, part)
         return obj
 
@@ -227,10 +230,10 @@ class RunConfig:
         node = data
         for part in parents:
             if not isinstance(node.get(part), dict):
-                raise ConfigError(f"unknown setting '{dotted}'; known: {', '.join(known_keys())}")
+                raise _unknown_setting(dotted)
             node = node[part]
         if leaf not in node:
-            raise ConfigError(f"unknown setting '{dotted}'; known: {', '.join(known_keys())}")
+            raise _unknown_setting(dotted)
         node[leaf] = value
         return RunConfig.from_dict(data)
 
@@ -336,7 +339,8 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     for key in data:
         if key not in names:
             raise ConfigError(
-                f"unknown key '{prefix}{key}'; allowed here: {', '.join(sorted(names))}"
+                f"unknown key '{prefix}{key}'{_did_you_mean(prefix, str(key), names)}; "
+                f"allowed here: {', '.join(sorted(names))}"
             )
     kwargs: dict[str, Any] = {}
     for f in fields(cls):
@@ -349,6 +353,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             kwargs[f.name] = _coerce(tp, data[f.name], prefix + f.name)
     obj = cls(**kwargs)
     _check_ranges(obj, prefix)
+    _check_limits(obj, prefix)
     return obj
 
 
@@ -383,3 +388,58 @@ def _check_ranges(obj: Any, prefix: str) -> None:
             raise ConfigError(f"'{prefix}{f.name}' = {value!r} is out of range; allowed: {rng}")
     if isinstance(obj, TrainConfig) and obj.max_steps == 0:
         raise ConfigError(f"'{prefix}max_steps' = 0 trains nothing; use -1 (epochs) or a positive count")
+
+
+# ---- what a typo or a value a trainer would crash on looks like -------------------------
+
+# Bounds of the settings `_RANGES` leaves open (same "lo .. hi" message).
+_LIMITS: dict[str, tuple[float, float]] = {
+    "seed": (0, 2**32 - 1),  # numpy refuses other seeds when the trainer starts
+    "max_steps": (-1, math.inf),  # -1 = train for `epochs`
+    "simpo_beta": (0.0, 100.0),
+    "simpo_gamma_beta_ratio": (0.0, 100.0),
+    "orpo_lambda": (0.0, 100.0),
+    "kto_desirable_weight": (0.0, 100.0),
+    "kto_undesirable_weight": (0.0, 100.0),
+}
+
+
+def _did_you_mean(prefix: str, key: str, names: set[str]) -> str:
+    """A "did you mean" for a typo of a key of this table, or for a key of another table."""
+    close = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{prefix}{close[0]}'?)"
+    elsewhere = [k for k in known_keys() if k.rsplit(".", 1)[-1] == key]
+    if elsewhere:
+        return f" ('{key}' is a setting of another table: '{elsewhere[0]}')"
+    return ""
+
+
+def _unknown_setting(dotted: str) -> ConfigError:
+    """A dotted setting (sweep, CLI override) that does not exist, with the closest real one."""
+    close = difflib.get_close_matches(dotted, known_keys(), n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown setting '{dotted}'{hint}; known: {', '.join(known_keys())}")
+
+
+def _check_limits(obj: Any, prefix: str) -> None:
+    """No NaN or infinity anywhere (every comparison with NaN passes), and `_LIMITS`."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(
+                f"'{prefix}{f.name}' = {value!r} is not a finite number; give a number"
+            )
+        bounds = _LIMITS.get(f.name)
+        if bounds is None or isinstance(value, (bool, str, list, dict)):
+            continue
+        lo, hi = bounds
+        if not lo <= value <= hi:
+            raise ConfigError(
+                f"'{prefix}{f.name}' = {value!r} is out of range; allowed: {lo} .. {hi}"
+            )
+    if isinstance(obj, TrainConfig) and obj.max_steps == -1 and obj.epochs == 0:
+        raise ConfigError(
+            f"'{prefix}epochs' = 0 with '{prefix}max_steps' = -1 trains nothing; "
+            "give a number of epochs or a positive max_steps"
+        )

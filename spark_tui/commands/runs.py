@@ -65,6 +65,7 @@ def handle_runs(args: argparse.Namespace) -> int:
         "training": "cyan",
         "preparing": "cyan",
         "stopping": "yellow",
+        "stalled": "yellow",
         "stopped": "yellow",
         "failed": "red",
         "died": "red",

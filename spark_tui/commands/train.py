@@ -142,11 +142,13 @@ def handle(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from spark_tui.core.train import process
+    from spark_tui.core.train.preflight import preflight
     from spark_tui.core.train.runs import create_run
 
     console = Console(stderr=False)
     cfg = build_config(args)
     _ensure_model(cfg, console)
+    preflight(cfg, source="the command line")  # a refusal leaves no empty run folder behind
     run = create_run(cfg)
     console.print(f"run [bold]{run.id}[/] -> {run.path}")
     process.start_training(run)
@@ -249,8 +251,15 @@ def _follow_rich(follower: Any, console: Any) -> dict[str, Any]:
         task = prog.add_task(
             "train", total=None, state="starting", loss="-", tps="", eta="--:--", elapsed=""
         )
+        stall_said = ""
         for up in follower:
             st = up.status
+            if up.state == "stalled" and st.get("stalled") and not stall_said:
+                stall_said = str(st["stalled"])
+                prog.console.print(f"[yellow]stalled:[/] {stall_said}; still following")
+            elif up.state != "stalled" and stall_said:
+                stall_said = ""
+                prog.console.print("[green]moving again[/]")
             for m in up.metrics:
                 if m.get("kind") == "eval" and isinstance(m.get("eval_loss"), (int, float)):
                     prog.console.print(f"step {m['step']}: eval_loss {m['eval_loss']:.4f}")

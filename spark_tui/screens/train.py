@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -128,7 +129,12 @@ class TrainScreen(StepScreen):
                 if line.strip():
                     log.write(line[-400:])
         msg = self.query_one("#train-message", Static)
-        if self.state in ("failed", "died"):
+        if self.state == "stalled":
+            msg.set_classes("failed")
+            msg.update(
+                f"Stalled: {st.get('stalled', '')}.\nStill following; K kills it, then r resumes."
+            )
+        elif self.state in ("failed", "died"):
             msg.set_classes("failed")
             text = st.get("error") or ("The training process stopped without a word." if self.state == "died" else "")
             advice = st.get("advice")
@@ -170,17 +176,14 @@ class TrainScreen(StepScreen):
     def _run(self) -> runs.Run | None:
         return self.app.current_run
 
+    # Stop, Kill and Resume wait on the trainer (signals, locks, a launch): in a worker,
+    # never on the event loop.
     def action_stop_run(self) -> None:
-        from spark_tui.core.train import process
-
         run = self._run()
-        if run and process.stop_training(run):
-            self.notify("Stopping after this step; a checkpoint will be saved.", title="Stop")
-        else:
-            self.notify("No training process is running.", title="Stop")
+        if run is not None:
+            self._control(run, "stop")
 
     def action_kill_run(self) -> None:
-        from spark_tui.core.train import process
         from spark_tui.screens.confirm import ConfirmScreen
 
         run = self._run()
@@ -188,8 +191,8 @@ class TrainScreen(StepScreen):
             return
 
         def answered(yes: bool | None) -> None:
-            if yes and process.kill_training(run):
-                self.notify("Killed. Resume continues from the last checkpoint.", title="Kill")
+            if yes:
+                self._control(run, "kill")
 
         self.app.push_screen(
             ConfirmScreen("Kill the training process now? Progress since the last checkpoint is lost.",
@@ -198,18 +201,30 @@ class TrainScreen(StepScreen):
         )
 
     def action_resume_run(self) -> None:
+        run = self._run()
+        if run is not None:
+            self._control(run, "resume")
+
+    @work(thread=True, group="train-control", exit_on_error=False)
+    def _control(self, run: runs.Run, action: str) -> None:
         from spark_tui.core.train import process
 
-        run = self._run()
-        if run is None:
-            return
+        say = self.app.call_from_thread
         try:
-            process.resume_training(run)
+            if action == "stop":
+                if process.stop_training(run):
+                    say(self.notify, "Stopping after this step; a checkpoint will be saved.", title="Stop")
+                else:
+                    say(self.notify, "No training process is running.", title="Stop")
+            elif action == "kill":
+                if process.kill_training(run):
+                    say(self.notify, "Killed. Resume continues from the last checkpoint.", title="Kill")
+            else:
+                process.resume_training(run)
+                say(self.notify, "Resuming from the latest checkpoint.", title="Resume")
+                say(self.app.follow_run, run)
         except SparkError as exc:
-            self.notify(str(exc), severity="warning", title="Resume")
-            return
-        self.notify("Resuming from the latest checkpoint.", title="Resume")
-        self.app.follow_run(run)
+            say(self.notify, str(exc), severity="warning", title=action.capitalize())
 
     def action_detach(self) -> None:
         """Back to the welcome screen; the run goes on in its own process."""

@@ -13,6 +13,7 @@ STATUS_FILE = "status.json"  # state, pid, heartbeat, step/total, ETA, last erro
 METRICS_FILE = "metrics.jsonl"  # one JSON object per logging step
 LOG_FILE = "train.log"  # everything the libraries print, tracebacks included
 STOP_FILE = "stop.request"  # written by Stop; the trainer checkpoints and exits
+KILL_FILE = "kill.request"  # written by Kill just before its SIGKILL, for the supervisor
 CHECKPOINTS_DIR = "checkpoints"  # trainer checkpoints (resume points)
 ADAPTER_DIR = "adapter"  # the trained adapter (PEFT runs)
 MODEL_DIR = "model"  # the trained model (full fine-tuning)
@@ -26,5 +27,7 @@ MERGED_DIR = "merged"  # adapter merged into the base weights (Deploy)
 GGUF_DIR = "gguf"  # exported GGUF files (Deploy)
 
 # Run states as status.json records them.
-ACTIVE_STATES = ("preparing", "training", "stopping")
+# "stalled" is never written: `Run.status()` derives it from a live process whose
+# step (or heartbeat) has not moved for far longer than usual.  It is not final.
+ACTIVE_STATES = ("preparing", "training", "stopping", "stalled")
 FINAL_STATES = ("stopped", "finished", "failed", "died")

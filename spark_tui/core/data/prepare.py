@@ -18,7 +18,7 @@ from spark_tui.core.data import lint as L
 from spark_tui.core.data.clean import Processed, process_rows
 from spark_tui.core.data.errors import DataError
 from spark_tui.core.data.fit import method_fit
-from spark_tui.core.data.formats import detect_format
+from spark_tui.core.data.formats import Detection, detect_format
 from spark_tui.core.data.loaders import load_source
 from spark_tui.core.data.normalize import KINDS, LAYOUTS, strings_of
 from spark_tui.core.data.output import PreparedData, build_dataset_dict, write_prepared
@@ -66,7 +66,7 @@ def prepare_dataset(
         d.path, subset=d.subset, split=d.split, objective=obj, progress=progress
     )
     timings["load_s"] = time.perf_counter() - t
-    det = detect_format(src.rows, column_map=d.column_map, override=d.format)
+    det = _detect(src, d)
     fit = method_fit(det.format)
     if not fit[obj]["ok"]:
         raise DataError(
@@ -91,7 +91,7 @@ def prepare_dataset(
     val_src: Source | None = None
     if d.validation_path:
         val_src = load_source(d.validation_path, subset=d.subset, split="validation", objective=obj)
-        vdet = detect_format(val_src.rows, column_map=d.column_map, override=d.format)
+        vdet = _detect(val_src, d)
         if KINDS[vdet.format] != KINDS[det.format] and not method_fit(vdet.format)[obj]["ok"]:
             raise DataError(
                 f"{val_src.path}: the validation file is {vdet.title}, which cannot train {obj}"
@@ -172,3 +172,13 @@ def prepare_dataset(
         write_prepared(prepared, Path(out_dir), progress=progress)
         report["timings"]["write_s"] = round(time.perf_counter() - t, 3)
     return prepared
+
+
+def _detect(src: Source, d: Any) -> Detection:
+    """`detect_format` on a source's rows; its errors name the file they are about."""
+    try:
+        return detect_format(src.rows, column_map=d.column_map, override=d.format)
+    except DataError as exc:
+        if exc.path:
+            raise
+        raise DataError(str(exc), path=src.path) from exc

@@ -9,6 +9,7 @@ is read as what it holds, with a note.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,8 @@ def load_jsonl(p: Path, *, progress: Progress | None = None) -> Source:
                     line=lineno,
                     column=exc.colno,
                 ) from exc
+            except (RecursionError, ValueError) as exc:
+                raise _unparsable(p, exc, lineno) from None
             if not isinstance(obj, dict):
                 raise DataError(
                     f"expected a JSON object {{...}} on each line, found {_kind(obj)}; "
@@ -117,6 +120,8 @@ def _parse_jsonl_text(p: Path, text: str, notes: list[str], size: int) -> Source
                 line=lineno,
                 column=exc.colno,
             ) from exc
+        except (RecursionError, ValueError) as exc:
+            raise _unparsable(p, exc, lineno) from None
         if not isinstance(obj, dict):
             raise DataError(f"expected a JSON object, found {_kind(obj)}", path=str(p), line=lineno)
         rows.append(obj)
@@ -145,6 +150,8 @@ def load_json(p: Path, *, progress: Progress | None = None) -> Source:
             line=exc.lineno,
             column=exc.colno,
         ) from exc
+    except (RecursionError, ValueError) as exc:
+        raise _unparsable(p, exc, None) from None
     rows: Any
     if isinstance(obj, list):
         rows = obj
@@ -186,6 +193,21 @@ def _rows_from_object(p: Path, obj: dict[str, Any]) -> tuple[list[Any], str]:
         'expected [{...}, ...] or {"data": [{...}, ...]}',
         path=str(p),
     )
+
+
+def _unparsable(p: Path, exc: BaseException, line: int | None) -> DataError:
+    """Valid-looking JSON Python cannot read: nested too deeply, or a number too long."""
+    if isinstance(exc, RecursionError):
+        what = (
+            f"nested more deeply than the JSON reader allows (about {sys.getrecursionlimit()} "
+            "levels of [ ] or { }); flatten "
+        )
+        what += "this row" if line is not None else "the rows"
+    else:
+        reason = str(exc).split(";")[0]  # e.g. a number of more than 4300 digits
+        what = f"not readable as JSON ({reason}); store such values as strings in "
+        what += "this row" if line is not None else "the file"
+    return DataError(what, path=str(p), line=line)
 
 
 def _kind(obj: Any) -> str:

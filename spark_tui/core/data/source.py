@@ -89,16 +89,29 @@ def decode_all(p: Path, data: bytes) -> tuple[str, list[str]]:
         raise DataError("the file is empty; add rows to it or pick another file", path=str(p))
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         notes.append("read as UTF-16 (it has a UTF-16 byte-order mark)")
-        return data.decode("utf-16"), notes
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return data.decode("utf-8"), notes
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(
-            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`",
-            path=str(p),
-            line=line,
-        ) from exc
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].decode("utf-16", errors="ignore").count("\n") + 1
+            raise DataError(
+                f"starts with a UTF-16 byte-order mark but is not valid UTF-16 ({exc.reason} "
+                f"at byte offset {exc.start}); re-save the file as UTF-8",
+                path=str(p),
+                line=line,
+            ) from exc
+    else:
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise DataError(
+                f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                "re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`",
+                path=str(p),
+                line=line,
+            ) from exc
+    if not text.strip():
+        raise DataError("the file is empty; add rows to it or pick another file", path=str(p))
+    return text, notes

@@ -399,4 +399,7 @@ def _train_inprocess(run: Run, report: Progress, cancel: CancelCheck | None) -> 
                 # picks this file up at the next step.
                 (run.path / STOP_FILE).write_text(f"{time.time()}\n", encoding="utf-8")
 
+    from spark_tui.core.train.preflight import preflight
+
+    preflight(run.config(), source=run.config_path)  # what start_training checks first
     return run_training(run, extra_callbacks=[_Follow()], handle_signals=False)

@@ -73,21 +73,50 @@ def remove_path(path: Path) -> None:
             path.unlink()
 
 
+class DiskFullError(ExportError):
+    """The disk filled up while an output was written (the partial file is gone)."""
+
+
+def disk_full_error(folder: Path, what: str, need: int | None) -> DiskFullError:
+    """ "disk full at <folder>: the GGUF needs ~N GB, M GB free" (free measured now)."""
+    from spark_tui.core.train.disk import free_bytes, gb
+
+    try:
+        free = f"{gb(free_bytes(folder))} GB free"
+    except OSError:
+        free = "free space unknown"
+    needs = f"{what} needs ~{gb(need)} GB" if need else f"{what} did not fit"
+    return DiskFullError(
+        f"disk full at {folder}: {needs}, {free}; free space or write to another folder"
+    )
+
+
 @contextlib.contextmanager
-def atomic_output(final: Path, *, is_dir: bool = False) -> Iterator[Path]:
+def atomic_output(
+    final: Path, *, is_dir: bool = False, need: int | None = None, what: str | None = None
+) -> Iterator[Path]:
     """Yield a temp path to write to; on success it replaces `final`, on error it is removed.
 
     For folders the old `final` (if any) is moved aside first and deleted only
-    after the new one is in place.
+    after the new one is in place.  A full disk while writing becomes a
+    `DiskFullError` naming the folder, `need` (bytes of `what`, e.g. "the GGUF")
+    and what is free once the partial output is gone.
     """
+    from spark_tui.core.train.disk import is_disk_full
+
     final = Path(final)
     tmp = temp_sibling(final)
     if is_dir:
         tmp.mkdir()
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
+        # Judged before the partial output goes: an unexplained short write counts as a
+        # full disk only while the disk is (nearly) full.
+        full = isinstance(exc, Exception) and is_disk_full(exc, final.parent)
         remove_path(tmp)
+        if full and not isinstance(exc, DiskFullError):
+            raise disk_full_error(final.parent, what or final.name, need) from exc
         raise
     if is_dir:
         old = None

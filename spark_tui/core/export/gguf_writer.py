@@ -353,7 +353,10 @@ def export_gguf(
     }[out_type]
 
     total = len(plan)
-    with atomic_output(out_path) as tmp:
+    infos = [_nbytes(gguf, p.shape, p.qtype) for p in plan]
+    # Tensor data + the metadata (vocabulary strings and scores) + alignment padding.
+    need = sum(n for _, _, n in infos) + 16 * tp.n_vocab + 32 * total + 1024**2
+    with atomic_output(out_path, need=need, what="the GGUF") as tmp:
         gw = gguf.GGUFWriter(str(tmp), tp.arch_name)
         try:
             gw.add_type(gguf.GGUFType.MODEL)
@@ -364,8 +367,7 @@ def export_gguf(
             gw.add_quantization_version(gguf.GGML_QUANT_VERSION)
             write_vocab(gw, gguf, model_dir, vocab, tp.n_vocab)
             gguf_archs.write_tokenizer_extras(gw, tp.arch_name)
-            for p in plan:
-                shape, dtype, nbytes = _nbytes(gguf, p.shape, p.qtype)
+            for p, (shape, dtype, nbytes) in zip(plan, infos, strict=True):
                 raw = (
                     None
                     if p.qtype in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)

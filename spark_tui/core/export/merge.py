@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ CHECK_PROMPTS = (
 MERGE_TOLERANCE = {"float32": (1e-3, 1e-4), "float16": (0.05, 0.01), "bfloat16": (0.1, 0.03)}
 
 MERGEABLE = ("LORA", "ADALORA", "IA3")
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}  # the merged model's size on disk
 METHODS = ("auto", "streaming", "peft")
 
 
@@ -304,7 +306,8 @@ def merge_adapter(
         raise ExportError(f"{adapter_dir}: the streaming merge does not cover this: {reason}")
     torch_dtype = getattr(torch, dtype)
     grew = len(tok) > (base_rows or len(tok))
-    with atomic_output(out_dir, is_dir=True) as tmp:
+    need = sum(math.prod(src.shape(n)) for n in src.names()) * _DTYPE_BYTES.get(dtype, 4)
+    with atomic_output(out_dir, is_dir=True, need=need, what="the merged model") as tmp:
         if reason:
             rows = max(len(tok), adapter.vocab_rows() or 0)
             adapter.close()

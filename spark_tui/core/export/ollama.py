@@ -45,6 +45,11 @@ from spark_tui.core.export.modelfile import Modelfile
 DEFAULT_HOST = "http://127.0.0.1:11434"
 TEST_PROMPT = TEST_QUESTION
 TEST_NUM_PREDICT = 128
+# A server that is down refuses at once, but a black-holed host or a hung server would
+# hold each request for the whole `timeout` (minutes, sized for uploads and quantizing):
+# connecting and the quick questions (HEAD blob, /api/show) get these instead.
+CONNECT_TIMEOUT_S = 10.0
+QUICK_TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
 _NAME_RE = re.compile(
     r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*(/[a-zA-Z0-9][a-zA-Z0-9_.\-]*)?(:[a-zA-Z0-9_][a-zA-Z0-9_.\-]{0,127})?$"
@@ -138,19 +143,41 @@ def _client(host: str, timeout: float | None) -> Any:
         import ollama
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise ExportError("the `ollama` Python package is not installed") from exc
-    return ollama.Client(host=host, timeout=timeout, trust_env=not is_loopback(host))
+    return ollama.Client(host=host, timeout=_timeouts(timeout), trust_env=not is_loopback(host))
 
 
 def _http(host: str, timeout: float | None) -> Any:
     import httpx
 
-    return httpx.Client(base_url=host, timeout=timeout, trust_env=not is_loopback(host))
+    return httpx.Client(base_url=host, timeout=_timeouts(timeout), trust_env=not is_loopback(host))
+
+
+def _timeouts(timeout: float | None) -> Any:
+    """`timeout` for answers (None: wait as long as it takes), a short one for connecting."""
+    import httpx
+
+    connect = CONNECT_TIMEOUT_S if timeout is None else min(timeout, CONNECT_TIMEOUT_S)
+    return httpx.Timeout(timeout, connect=connect)
 
 
 def _is_unreachable(exc: BaseException) -> bool:
+    """Ollama not there (refused, no route) or not answering in time: not a refusal of ours."""
     import httpx
 
-    return isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout))
+    return isinstance(
+        exc, (ConnectionError, httpx.ConnectError, httpx.TimeoutException, TimeoutError)
+    )
+
+
+def _why(exc: BaseException) -> str:
+    """The reason Ollama could not be reached, in words."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "no connection within the time limit"
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+        return "it accepted the connection but did not answer in time; is it stuck? restart it"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _files_for(modelfile: Modelfile, base_dir: Path) -> dict[str, Path]:
@@ -273,6 +300,15 @@ def _read_chunks(path: Path, on_bytes: Callable[[int], None]) -> Iterator[bytes]
             on_bytes(len(block))
 
 
+def _quick(http: Any) -> Any:
+    """The client's own timeouts, with answers capped at QUICK_TIMEOUT_S."""
+    import httpx
+
+    t = http.timeout
+    read = QUICK_TIMEOUT_S if t.read is None else min(t.read, QUICK_TIMEOUT_S)
+    return httpx.Timeout(read, connect=t.connect)
+
+
 def upload_blob(http: Any, path: Path, on_bytes: Callable[[int], None] = lambda _n: None) -> str:
     """Upload `path` as a blob unless the server already has it; returns its digest."""
     size = path.stat().st_size
@@ -280,7 +316,7 @@ def upload_blob(http: Any, path: Path, on_bytes: Callable[[int], None] = lambda 
     for block in _read_chunks(path, lambda _n: None):
         h.update(block)
     digest = "sha256:" + h.hexdigest()
-    if http.head(f"/api/blobs/{digest}").status_code == 200:
+    if http.head(f"/api/blobs/{digest}", timeout=_quick(http)).status_code == 200:
         on_bytes(size)
         return digest
     r = http.post(
@@ -334,9 +370,7 @@ def _create_with_api(
         raise ExportError(f"Ollama refused to create {name}: {exc.error}") from exc
     except Exception as exc:
         if _is_unreachable(exc):
-            raise _Unreachable(
-                str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            ) from exc
+            raise _Unreachable(_why(exc)) from exc
         raise
     finally:
         client.close()
@@ -372,7 +406,10 @@ def chat(
         raise ExportError(f"Ollama could not run {name}: {exc.error}") from exc
     except Exception as exc:
         if _is_unreachable(exc):
-            raise ExportError(f"Ollama is not reachable at {host_url}") from exc
+            raise ExportError(
+                f"Ollama is not reachable at {host_url} ({_why(exc)}); start it (`ollama serve`) "
+                "or pass --host"
+            ) from exc
         raise
     finally:
         client.close()
@@ -423,7 +460,7 @@ def stored_settings(name: str, *, host: str | None = None, timeout: float | None
     """What Ollama keeps for `name` (/api/show): template, system, parameters, quantization."""
     host_url = resolve_host(host)
     with _http(host_url, timeout) as http:
-        r = http.post("/api/show", json={"model": name})
+        r = http.post("/api/show", json={"model": name}, timeout=_quick(http))
     if r.status_code != 200:
         raise ExportError(f"Ollama has no model {name}: HTTP {r.status_code} {r.text.strip()}")
     data = r.json()

@@ -13,6 +13,7 @@ shell string).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import subprocess
@@ -108,7 +109,7 @@ def quantize_gguf(
     expected = max(1, int(src.stat().st_size * BITS_PER_WEIGHT[qtype] / 16.0))
     log = Path(log_path) if log_path else dst.with_name(f".{dst.name}.quantize.log")
     start = time.monotonic()
-    with atomic_output(dst) as tmp:
+    with atomic_output(dst, need=expected, what=f"the {qtype} GGUF") as tmp:
         cmd = [
             sys.executable,
             "-m",
@@ -131,6 +132,7 @@ def quantize_gguf(
                 proc.wait()
                 raise
         if proc.returncode != 0 or not tmp.is_file():
+            _raise_if_disk_full(proc.returncode, tmp)
             tail = _tail(log)
             raise ExportError(
                 f"llama.cpp could not quantize {src.name} to {qtype} (exit {proc.returncode}); "
@@ -148,6 +150,19 @@ def quantize_gguf(
         seconds=time.monotonic() - start,
         method="llama-cpp-python",
     )
+
+
+def _raise_if_disk_full(returncode: int | None, tmp: Path) -> None:
+    """A llama.cpp tool that failed while its output filled the disk: say so (as ENOSPC,
+    which `atomic_output` turns into the disk-full message once the partial file is gone)."""
+    from spark_tui.core.train.disk import nearly_full
+
+    if nearly_full(tmp.parent):
+        raise OSError(
+            errno.ENOSPC,
+            f"{os.strerror(errno.ENOSPC)} (llama.cpp exited with {returncode} as the disk filled)",
+            str(tmp),
+        )
 
 
 def _tail(path: Path, n: int = 8) -> str:
@@ -251,7 +266,7 @@ def export_with_checkout(
     out_path = Path(out_path)
     start = time.monotonic()
     log = Path(log_path) if log_path else out_path.with_name(out_path.name + ".log")
-    with atomic_output(out_path) as tmp:
+    with atomic_output(out_path, what=f"the {qtype} GGUF") as tmp:
         f16_tmp = tmp.with_name(tmp.name + "-f16.gguf")
         cmds = checkout_commands(checkout, model_dir, tmp, qtype, f16_path=f16_tmp)
         try:
@@ -264,6 +279,7 @@ def export_with_checkout(
                         cmd, stdout=fh, stderr=subprocess.STDOUT, check=False
                     ).returncode
                     if rc != 0:
+                        _raise_if_disk_full(rc, tmp)
                         raise ExportError(
                             f"`{Path(cmd[0]).name if i else 'convert_hf_to_gguf.py'}` failed "
                             f"(exit {rc}); see {log}"

@@ -133,6 +133,7 @@ FIELD_HELP: dict[str, str] = {
     "train.eval_steps": "Evaluate on the validation set every N steps (0 = at the end only).",
     "train.save_steps": "Save a resumable checkpoint every N steps.",
     "train.save_total_limit": "Keep only the newest N checkpoints.",
+    "train.keep_checkpoints": "Keep the checkpoints once a run finishes (off: pruned, only the output stays).",
     "train.report_to": "Also send metrics to TensorBoard, W&B or MLflow (when installed).",
     "data.max_length": "Longest sequence in tokens; longer rows are truncated. Memory grows with it.",
     "preference.beta": "DPO/KTO β: higher stays closer to the reference (0.1: TRL's default, DPO paper).",

@@ -148,7 +148,10 @@ def trainer_kwargs(
         "eval_steps": t.eval_steps if t.eval_steps > 0 else None,
         "save_strategy": "steps",
         "save_steps": t.save_steps,
-        "save_total_limit": t.save_total_limit,
+        # Our own rotation keeps train.save_total_limit *verified* checkpoints
+        # (core/train/checkpoints.rotate, from the callbacks' on_save): the trainer's
+        # would keep the newest ones even when they were saved after the loss went NaN.
+        "save_total_limit": None,
         "save_only_model": False,
         "report_to": reporters,
         "disable_tqdm": True,

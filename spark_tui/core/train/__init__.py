@@ -1,6 +1,7 @@
 """Train step: run folders, launching and following the detached trainer, and the training process.
 
-- `runs`: run folders (layout, status.json's one writer, lock, listing);
+- `runs`: run folders (layout, status.json's one writer, lock, listing, died/stalled);
+- `supervise`: the trainer's parent, which records how it ended;
 - `process`: start / stop / kill / resume the detached trainer, follow its files;
 - `entry`: `python -m spark_tui.core.train.entry RUN_DIR`, the trainer process;
 - `orchestrate`: `run_training`, the engine, from `run.toml` to a saved adapter;

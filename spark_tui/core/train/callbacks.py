@@ -2,6 +2,8 @@
 
 They are built inside the training process (transformers is imported there) by
 `make_callbacks`, and share the run's `TrainContext` with the orchestrator.
+They also rotate the checkpoints (`checkpoints.rotate`; the trainer's own
+`save_total_limit` is off) and remove those saved after the loss went bad.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+from spark_tui.config import RunConfig
+from spark_tui.core.train import checkpoints
 from spark_tui.core.train.advice import exploded
 from spark_tui.core.train.context import Divergence, TrainContext
 from spark_tui.core.train.metrics import (
@@ -28,10 +32,25 @@ log = logging.getLogger("spark_tui.training")
 
 
 def make_callbacks(
-    run: Run, status: StatusWriter, control: StopControl, ctx: TrainContext
+    run: Run,
+    status: StatusWriter,
+    control: StopControl,
+    ctx: TrainContext,
+    cfg: RunConfig | None = None,
 ) -> tuple[Any, Any, Any]:
-    """Build the trainer callbacks (transformers is imported here, inside the process)."""
+    """Build the trainer callbacks (transformers is imported here, inside the process).
+
+    `cfg` defaults to the run's run.toml (it gives the number of checkpoints to keep).
+    """
     from transformers import TrainerCallback
+
+    keep = (cfg or run.config()).train.save_total_limit
+
+    def discard_unverified() -> None:
+        """The NaN/inf guard tripped: no checkpoint saved after the last good log line stays."""
+        step = ctx.last_finite_step
+        why = f"saved after step {step}, the last logged step whose loss was finite"
+        checkpoints.discard_after(run.checkpoints_dir, step, why)
 
     class StatusCallback(TrainerCallback):
         """status.json: state, step/total, ETA; and the stop request -> save + stop."""
@@ -44,6 +63,14 @@ def make_callbacks(
             self.session_start = time.time()
             self.session_first_step = state.global_step
             control.training = True
+            # Checkpoints after the resume point are torn or from a discarded future:
+            # the trainer would save into their folders, mixing two runs' files.
+            checkpoints.clear_leftovers(run.checkpoints_dir)
+            checkpoints.discard_after(
+                run.checkpoints_dir,
+                state.global_step,
+                f"saved after the resume point (step {state.global_step})",
+            )
             status.update(
                 state="training",
                 phase="training",
@@ -71,10 +98,26 @@ def make_callbacks(
                 control_.should_training_stop = True
                 fields["state"] = "stopping"
                 log.info("stop requested: saving a checkpoint at step %d", state.global_step)
+            if control_.should_training_stop or control_.should_save:
+                # The current logging window is written even when it is not full (a stop,
+                # max_steps or a checkpoint off the logging grid).  The trainer logs before
+                # it saves, so every checkpoint's step is in metrics.jsonl, vouched for by
+                # the NaN guard, and a resume from it continues with no window left out.
+                control_.should_log = True
             status.update(**fields)
 
         def on_save(self, args, state, control_, **kw):
+            checkpoints.rotate(
+                run.checkpoints_dir,
+                keep=keep,
+                verified_up_to=ctx.last_finite_step,
+                current=state.global_step,
+            )
             status.update(last_checkpoint=state.global_step)
+
+        def on_train_end(self, args, state, control_, **kw):
+            if ctx.diverged is not None:
+                discard_unverified()
 
     class MetricsCallback(TrainerCallback):
         """One JSON line per logging step in metrics.jsonl (+ the NaN/inf guard)."""
@@ -91,6 +134,15 @@ def make_callbacks(
             self.session_start = self.last_time
             self.last_step = state.global_step
             self.last_tokens = 0
+            # A resume: the metrics kept up to the checkpoint vouch for the steps before it.
+            good = [
+                int(m["step"])
+                for m in run.metrics()
+                if m.get("kind") == "train"
+                and finite(m.get("loss"))
+                and int(m.get("step", 0)) <= state.global_step
+            ]
+            ctx.last_finite_step = max(good, default=0)
 
         def _tokens(self, logs: dict[str, Any]) -> int | None:
             if "num_tokens" in logs and finite(logs["num_tokens"]):
@@ -172,6 +224,9 @@ def make_callbacks(
                 control_.should_training_stop = True
                 control_.should_save = False
                 control_.should_evaluate = False
+                discard_unverified()
+            elif "loss" in logs and not is_eval:
+                ctx.last_finite_step = state.global_step
             if "loss" in logs and finite(logs["loss"]):
                 status.update(loss=float(logs["loss"]))
             if "eval_loss" in logs and finite(logs["eval_loss"]):

@@ -28,3 +28,7 @@ class TrainContext:
     token_counter: BatchTokenCounter | None = None  # where the trainer does not count tokens
     gpu_mem: Callable[[], dict[str, int]] | None = None  # GPU memory reading (GPU runs only)
     diverged: Divergence | None = None  # set by the NaN/inf guard; the run then fails
+    # The last step whose logged training loss passed the NaN/inf guard: checkpoints up
+    # to it are verified (kept by rotation); later ones go if the run diverges.
+    last_finite_step: int = 0
+    disk_need: Any = None  # the disk preflight's estimate (`disk.DiskNeed`), for the advice

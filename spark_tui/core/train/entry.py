@@ -1,8 +1,9 @@
 """Entry point of the detached training process: `python -m spark_tui.core.train.entry RUN_DIR [--resume]`.
 
-Started by `spark_tui.core.train.process.start_training` in its own session, so it
-outlives the terminal and the TUI.  It takes the run's lock (two trainers never
-write one run), sends everything printed to `train.log`, and runs the engine.
+Started by `spark_tui.core.train.process.start_training` under its supervisor, in
+its own session, so it outlives the terminal and the TUI.  The engine takes the
+run's lock (two trainers never write one run) and sends everything printed to
+`train.log`.
 Exit status: 0 finished or stopped, 1 failed, 2 bad arguments or run locked.
 """
 
@@ -24,23 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     # Quiet before anything heavy is imported.
     apply_defaults()
 
-    from spark_tui.core.train.runs import Run, RunError, RunLock
+    from spark_tui.core.train.runs import Run, RunError
 
     run = Run(Path(args.run_dir).resolve())
     if not run.config_path.exists():
         print(f"error: {run.path} has no run.toml", file=sys.stderr)
         return 2
+    from spark_tui.core.train.orchestrate import run_training
+
     try:
-        lock = RunLock(run).acquire()
+        final = run_training(run, resume=args.resume, redirect=True)  # takes the run's lock
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        from spark_tui.core.train.orchestrate import run_training
-
-        final = run_training(run, resume=args.resume, redirect=True)
-    finally:
-        lock.release()
     return 0 if final.get("state") in ("finished", "stopped") else 1
 
 

@@ -141,9 +141,10 @@ def truncate_metrics(run: Run, last_step: int) -> int:
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line of a killed process
-        if int(rec.get("step", 0)) <= last_step:
+            step = int(rec.get("step") or 0)
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+            continue  # a torn last line of a killed process, or not a metrics record
+        if step <= last_step:
             lines.append(line)
     atomic_write_text(run.metrics_path, "".join(x + "\n" for x in lines))
     return len(lines)

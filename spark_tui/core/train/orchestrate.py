@@ -46,6 +46,7 @@ from spark_tui.core.base.atomic import atomic_write_text
 from spark_tui.core.base.errors import SparkError
 from spark_tui.core.train.advice import divergence_advice, is_oom, oom_advice
 from spark_tui.core.train.callbacks import make_callbacks
+from spark_tui.core.train.checkpoints import latest_complete_checkpoint, prune_finished
 from spark_tui.core.train.context import TrainContext
 from spark_tui.core.train.loading import load_model, load_tokenizer
 from spark_tui.core.train.logs import log_handler, quiet_libraries, redirect_output
@@ -56,7 +57,7 @@ from spark_tui.core.train.metrics import (
     gpu_mem_reader,
     truncate_metrics,
 )
-from spark_tui.core.train.runs import Run, proc_start_time
+from spark_tui.core.train.runs import TRAINER_LOCK_WAIT_S, Run, RunLock, proc_start_time
 from spark_tui.core.train.status import StatusWriter
 from spark_tui.core.train.stop import StopControl, StopRequested
 from spark_tui.core.train.trainer import (
@@ -121,7 +122,8 @@ def _train(
     log.info("data: %d training rows, %d validation rows", len(train_ds), len(eval_ds or []))
 
     # Where to start: a checkpoint (resume) or step 0 (fresh: old files are cleared).
-    ckpt = run.latest_checkpoint() if resume else None
+    ckpt, ckpt_notes = latest_complete_checkpoint(run) if resume else (None, [])
+    notes.extend(ckpt_notes)  # a torn checkpoint skipped, and which one is used instead
     run.checkpoints_dir.mkdir(exist_ok=True)
     if ckpt is not None:
         step = int(ckpt.name.split("-")[-1])
@@ -148,7 +150,7 @@ def _train(
     _phase(status, control, "loading model")
     model = load_model(cfg, model_path, tok, hw, precision)
 
-    status_cb, metrics_cb, adalora_cb = make_callbacks(run, status, control, ctx)
+    status_cb, metrics_cb, adalora_cb = make_callbacks(run, status, control, ctx, cfg)
     callbacks: list[Any] = [status_cb, metrics_cb, *extra_callbacks]
     if cfg.method.adapter == "adalora":
         callbacks.append(adalora_cb)
@@ -180,6 +182,19 @@ def _train(
         f"{trainable:,}",
         f"{total:,}",
         100.0 * trainable / max(total, 1),
+    )
+    from spark_tui.core.method.trainer_args import estimate_total_steps
+    from spark_tui.core.train.disk import run_preflight
+
+    ctx.disk_need = run_preflight(  # a clear refusal when checkpoints + output cannot fit
+        run,
+        cfg,
+        trainable,
+        total,
+        precision,
+        optim=trainer.args.optim,  # an 8-bit optimizer that fell back to AdamW on CPU
+        total_steps=estimate_total_steps(cfg, len(train_ds)),
+        model_path=model_path,
     )
     status.update(
         notes=notes,
@@ -216,6 +231,7 @@ def _train(
         trainer.evaluate()
     status.update(phase="saving")
     save_output(trainer, tok, out_dir)
+    prune_finished(run, cfg)  # the optimizer states of a finished run are dead weight
     log.info("finished at step %d; output saved to %s", trainer.state.global_step, out_dir)
     return {"state": "finished", "output": str(out_dir)}
 
@@ -257,6 +273,22 @@ def run_training(
     in train.log.  Never raises for training failures: they end up in the status.
     """
     run = run_dir if isinstance(run_dir, Run) else Run(Path(run_dir).resolve())
+    # The lock is taken here, so every caller (the detached process, a sweep, a
+    # benchmark) is covered; a second trainer is refused before it touches a file.
+    lock = RunLock(run).acquire(wait_s=TRAINER_LOCK_WAIT_S)
+    try:
+        return _run_locked(run, resume, redirect, extra_callbacks, handle_signals)
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    run: Run,
+    resume: bool,
+    redirect: bool,
+    extra_callbacks: Iterable[Any],
+    handle_signals: bool,
+) -> dict[str, Any]:
     status = StatusWriter(run)
     control = StopControl(run)
     started = time.time()
@@ -279,6 +311,13 @@ def run_training(
         summary=None,
         phase_detail=None,
         phase_progress=None,
+        disk_full=None,
+        exit_code=None,
+        exit_signal=None,
+        exit_signal_name=None,
+        stalled=None,
+        last_step_at=None,
+        step_time_s=None,
     )
 
     def beat() -> None:
@@ -317,7 +356,11 @@ def run_training(
             result = {"state": "stopped", "stop_reason": str(exc)}
         except BaseException as exc:  # noqa: BLE001 - everything must end up in the status
             log.error("training failed: %s\n%s", exc, traceback.format_exc().rstrip())
-            if is_oom(exc):
+            from spark_tui.core.train.disk import disk_full_result, is_disk_full
+
+            if isinstance(exc, Exception) and is_disk_full(exc, run.path):
+                result = disk_full_result(run, exc, need=ctx.disk_need)
+            elif is_oom(exc):
                 msg, advice = oom_advice(cfg)
                 result = {"state": "failed", "error": msg, "advice": advice, "oom": True}
             elif isinstance(exc, SparkError):

@@ -2,9 +2,10 @@
 
 Training never runs inside the TUI or the CLI: `start_training` launches
 `python -m spark_tui.core.train.entry RUN_DIR` in a new session (so closing
-the terminal or the app leaves it running) through a short-lived launcher, so
-the trainer is never left as our zombie.  Everyone else only reads the run
-folder: `RunFollower` tails `status.json`, `metrics.jsonl` and `train.log` by
+the terminal or the app leaves it running) under a supervisor (`supervise.py`)
+that waits for it and records its exit code or signal in status.json; a
+short-lived launcher starts the supervisor, so neither is left as our zombie.
+Everyone else only reads the run folder: `RunFollower` tails `status.json`, `metrics.jsonl` and `train.log` by
 byte offsets and yields what is new — the CLI's `train`/`attach` and the TUI's
 worker use the same class, so re-attaching is the same code path as following
 a fresh run.
@@ -14,6 +15,7 @@ This module must stay free of torch/transformers (the TUI imports it early).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,7 +29,8 @@ from typing import Any
 
 from spark_tui.core.base.atomic import read_json
 from spark_tui.core.base.env import child_env
-from spark_tui.core.base.names import ACTIVE_STATES, FINAL_STATES, STOP_FILE
+from spark_tui.core.base.names import ACTIVE_STATES, FINAL_STATES, KILL_FILE, STOP_FILE
+from spark_tui.core.train.preflight import preflight
 from spark_tui.core.train.runs import (
     Run,
     RunError,
@@ -38,12 +41,11 @@ from spark_tui.core.train.runs import (
 
 LOG_TAIL_BYTES = 64 * 1024
 
+# Starts the supervisor in a session of its own and exits: the supervisor prints the
+# trainer's pid on the pipe it inherits, then lets go of it.
 _LAUNCHER = r"""
-import os, subprocess, sys
-log = open(sys.argv[1], "ab", buffering=0)
-p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                     start_new_session=True, close_fds=True)
-sys.stdout.write(str(p.pid)); sys.stdout.flush()
+import subprocess, sys
+subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 """
 
 
@@ -84,22 +86,30 @@ def start_training(
     run = _as_run(run)
     if not run.config_path.exists():
         raise RunError(f"{run.path} has no run.toml; create the run first")
-    if is_locked(run):
-        # A trainer that was just killed can hold its lock a moment longer than it
-        # shows as dead (its threads are still being torn down): wait for that.
-        if run.status().get("state") in ACTIVE_STATES or not _wait_unlocked(run, 15.0):
-            raise RunError(
-                f"run {run.id} is already training; `spark-tui attach {run.id}` follows it"
-            )
-    try:
-        (run.path / STOP_FILE).unlink()
-    except FileNotFoundError:
-        pass
+    # Bad settings, moved files, a model folder without weights: refused here, before
+    # anything is launched or written (a resume trains on the prepared copy of the data).
+    preflight(run.config(), source=run.config_path, prepared=run.data_dir if resume else None)
+    busy = f"run {run.id} is already training; `spark-tui attach {run.id}` follows it"
+    # Alive (or being launched) by its status: its trainer may not hold the lock yet.
+    if run.status().get("state") in ACTIVE_STATES:
+        raise RunError(busy)
+    # A trainer that was just killed can hold its lock a moment longer than it shows
+    # as dead (its threads are still being torn down): wait for that.
+    if is_locked(run) and not _wait_unlocked(run, 15.0):
+        raise RunError(busy)
+    for stale in (STOP_FILE, KILL_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (run.path / stale).unlink()
     run.write_status(
         state="preparing",
         phase="launching",
         pid=None,
         pid_start=None,
+        supervisor_pid=None,
+        exit_code=None,
+        exit_signal=None,
+        exit_signal_name=None,
+        stalled=None,
         heartbeat=time.time(),
         error=None,
         advice=None,
@@ -115,7 +125,17 @@ def start_training(
         p for p in (pkg_root, full_env.get("PYTHONPATH", "")) if p
     )
     cmd = trainer_command(run, resume=resume, python=python)
-    launcher = [python or sys.executable, "-c", _LAUNCHER, str(run.log_path), *cmd]
+    supervisor = [
+        python or sys.executable,
+        "-m",
+        "spark_tui.core.train.supervise",
+        str(run.path),
+        str(run.log_path),
+        "--",
+        *cmd,
+    ]
+    launcher = [python or sys.executable, "-c", _LAUNCHER, *supervisor]
+    said = b""
     try:
         out = subprocess.run(
             launcher,
@@ -126,10 +146,14 @@ def start_training(
             timeout=60,
             check=True,
         )
+        said = out.stderr
         pid = int(out.stdout.decode().strip())
     except (subprocess.SubprocessError, ValueError, OSError) as exc:
-        run.write_status(state="failed", error=f"could not start the training process: {exc}")
-        raise RunError(f"could not start the training process for {run.id}: {exc}") from exc
+        said = getattr(exc, "stderr", None) or said
+        lines = (said or b"").decode(errors="replace").strip().splitlines()
+        why = lines[-1] if lines else str(exc)
+        run.write_status(state="failed", error=f"could not start the training process: {why}")
+        raise RunError(f"could not start the training process for {run.id}: {why}") from exc
     return TrainingHandle(run=run, pid=pid)
 
 
@@ -190,12 +214,21 @@ def kill_training(run: Run | str | Path) -> bool:
     run = _as_run(run)
     st = _trainer_status(run)
     pid = st.get("pid")
+    if pid and pid_alive(int(pid), st.get("pid_start")):
+        # Tells the supervisor that this SIGKILL was asked for (not the OOM killer).
+        (run.path / KILL_FILE).write_text(f"{time.time()}\n", encoding="utf-8")
     killed = _signal_trainer(run, signal.SIGKILL, group=True)
     if killed and pid:
         deadline = time.time() + 10
         while time.time() < deadline and pid_alive(int(pid), st.get("pid_start")):
             time.sleep(0.05)
         _wait_unlocked(run, max(0.0, deadline - time.time()))
+        # The supervisor records the signal a moment later; wait for it when there is one.
+        end = time.time() + 3
+        while st.get("supervisor_pid") and time.time() < end:
+            if run.status().get("exit_signal"):
+                break
+            time.sleep(0.05)
     return killed
 
 

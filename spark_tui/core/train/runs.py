@@ -34,9 +34,19 @@ from spark_tui.core.base.atomic import atomic_write_text, read_json
 from spark_tui.core.base.errors import SparkError
 from spark_tui.core.base.names import ACTIVE_STATES
 
-# A live trainer refreshes its heartbeat every few seconds; one silent for this
-# long (or whose pid is gone) is shown as "died".
-HEARTBEAT_STALE_S = 60.0
+# A run whose process is gone without a final state is "died".  One whose process
+# is alive but silent is "stalled" (not final: it may come back, e.g. after SIGSTOP
+# or a swap storm): no heartbeat for HEARTBEAT_STALE_S, or no new step for
+# STALL_STEP_FACTOR × its usual step time (at least STALL_MIN_S).
+# SPARK_TUI_STALL_S overrides both thresholds (the drills use a few seconds).
+HEARTBEAT_STALE_S = 30.0
+STALL_MIN_S = 180.0
+STALL_STEP_FACTOR = 20.0
+# A launch that never wrote a pid is given this long before it counts as died.
+LAUNCH_STALE_S = 60.0
+# How long a starting trainer keeps trying for its run's lock (a probe holds it for
+# microseconds; a real second trainer holds it for the whole run).
+TRAINER_LOCK_WAIT_S = 2.0
 
 
 class RunError(SparkError):
@@ -94,10 +104,14 @@ class Run:
         return RunConfig.load(self.config_path)
 
     def status(self) -> dict[str, Any]:
-        """The status with "died" derived from a stale heartbeat or a vanished pid."""
+        """The status with "died" (process gone) or "stalled" (alive, not moving) derived."""
         st = read_json(self.status_path, default=None) or {"state": "new"}
-        if st.get("state") in ACTIVE_STATES and not _alive(st):
-            st = {**st, "state": "died"}
+        if st.get("state") in ACTIVE_STATES:
+            if not _alive(st):
+                return {**st, "state": "died"}
+            why = stalled(st)
+            if why:
+                return {**st, "state": "stalled", "stalled": why}
         return st
 
     def write_status(self, **changes: Any) -> dict[str, Any]:
@@ -117,8 +131,10 @@ class Run:
         st["updated"] = now
         if heartbeat:
             st["heartbeat"] = now
-        atomic_write_text(
-            self.status_path, json.dumps(st, indent=2, sort_keys=True, default=str) + "\n"
+        atomic_write_text(  # on a full disk, in place: the reason the run ended must land
+            self.status_path,
+            json.dumps(st, indent=2, sort_keys=True, default=str) + "\n",
+            in_place_when_full=True,
         )
         return st
 
@@ -126,17 +142,10 @@ class Run:
         return read_metrics(self.metrics_path)
 
     def latest_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint (one with trainer_state.json written last)."""
-        if not self.checkpoints_dir.is_dir():
-            return None
-        best: tuple[int, Path] | None = None
-        for p in self.checkpoints_dir.iterdir():
-            m = re.fullmatch(r"checkpoint-(\d+)", p.name)
-            if m and (p / "trainer_state.json").exists():
-                step = int(m.group(1))
-                if best is None or step > best[0]:
-                    best = (step, p)
-        return best[1] if best else None
+        """The newest complete checkpoint (`checkpoints.checkpoint_problem` finds nothing)."""
+        from spark_tui.core.train.checkpoints import latest_complete_checkpoint
+
+        return latest_complete_checkpoint(self)[0]
 
     def summary(self) -> dict[str, Any]:
         """One line of `spark-tui runs`: id, state, step/total, first/last loss."""
@@ -220,11 +229,43 @@ def _alive(st: dict[str, Any]) -> bool:
     pid = st.get("pid")
     if not pid:
         # Being set up by a process that has not written its pid yet.
-        return time.time() - float(st.get("updated", 0)) < HEARTBEAT_STALE_S
-    if not pid_alive(int(pid), st.get("pid_start")):
-        return False
-    hb = float(st.get("heartbeat", st.get("updated", 0)))
-    return time.time() - hb < HEARTBEAT_STALE_S
+        return time.time() - float(st.get("updated", 0)) < LAUNCH_STALE_S
+    return pid_alive(int(pid), st.get("pid_start"))
+
+
+def _stall_override() -> float | None:
+    try:
+        value = float(os.environ.get("SPARK_TUI_STALL_S", ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def stalled(st: dict[str, Any], now: float | None = None) -> str | None:
+    """Why a live run counts as stalled (its heartbeat or its step stopped), or None."""
+    if not st.get("pid"):
+        return None
+    now = time.time() if now is None else now
+    override = _stall_override()
+    hb = float(st.get("heartbeat", st.get("updated", 0)) or 0)
+    silent = now - hb
+    if silent > (override or HEARTBEAT_STALE_S):
+        return (
+            f"no heartbeat for {silent:.0f} s: the training process is suspended or frozen "
+            "(SIGSTOP, a swap storm, a hung driver)"
+        )
+    last_step = st.get("last_step_at")
+    if st.get("state") != "training" or not last_step:
+        return None
+    usual = float(st.get("step_time_s") or 0)
+    # Before the first step is timed (warm-up, compilation) allow three times as long.
+    limit = override or (max(STALL_MIN_S, STALL_STEP_FACTOR * usual) if usual else 3 * STALL_MIN_S)
+    idle = now - float(last_step)
+    if idle > limit:
+        return f"step {st.get('step', 0)} has not moved for {idle:.0f} s" + (
+            f" (a step usually takes {usual:.1f} s)" if usual else ""
+        )
+    return None
 
 
 def _slug(text: str) -> str:
@@ -332,18 +373,30 @@ class RunLock:
     run: Run
     _fh: Any = field(default=None, repr=False)
 
-    def acquire(self) -> RunLock:
+    def acquire(self, wait_s: float = 0.0) -> RunLock:
+        """Take the lock, trying again for `wait_s` seconds.
+
+        A trainer waits a little (`TRAINER_LOCK_WAIT_S`): `is_locked` probes by
+        taking the lock for a moment, and a trainer starting at that very
+        moment must not be refused.
+        """
         fh = open(self.run.path / ".lock", "a+")  # noqa: SIM115 - held for the process lifetime
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            fh.close()
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise RunError(
-                    f"run {self.run.id} is being trained by another process; "
-                    f"`spark-tui attach {self.run.id}` follows it"
-                ) from exc
-            raise
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    fh.close()
+                    raise
+                if time.monotonic() >= deadline:
+                    fh.close()
+                    raise RunError(
+                        f"run {self.run.id} is being trained by another process; "
+                        f"`spark-tui attach {self.run.id}` follows it"
+                    ) from exc
+                time.sleep(0.05)
         self._fh = fh
         return self
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,12 +35,33 @@ class StatusWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_beat: Callable[[], None] | None = None
+        self._base: tuple[float | None, int | None] = (None, None)  # loop start: time, step
 
     def update(self, **changes: Any) -> dict[str, Any]:
         with self._lock:
+            self._mark_step(changes)
             self._st.update(changes)
             self.run.save_status(self._st, heartbeat=True)
             return dict(self._st)
+
+    def _mark_step(self, changes: dict[str, Any]) -> None:
+        """When the step moves: its time and the usual step time (what "stalled" is judged by)."""
+        step = changes.get("step")
+        if step is None:
+            return
+        now = time.time()
+        if changes.get("state") == "training" and self._st.get("state") != "training":
+            self._st["step_time_s"] = None  # a (re)started loop: measure afresh
+            self._st["last_step_at"] = now
+            self._base = (now, int(step))
+            return
+        before = self._st.get("step")
+        if before is None or int(step) <= int(before):
+            return
+        self._st["last_step_at"] = now
+        t0, s0 = self._base
+        if t0 is not None and s0 is not None and int(step) > s0:
+            self._st["step_time_s"] = round((now - t0) / (int(step) - s0), 3)
 
     def get(self, key: str, default: Any = None) -> Any:
         with self._lock:

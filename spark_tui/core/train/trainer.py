@@ -64,7 +64,9 @@ def resume_data(cfg: RunConfig, tok: Any, run: Run, notes: list[str]) -> Any | N
     recorded = read_json(run.data_dir / names.DATA_SOURCES, default=None)
     prepared = load_prepared(run.data_dir, tok, cfg.model.chat_template) if recorded else None
     if prepared is None:
-        notes.append("no prepared copy of the data in the run folder: prepared again from the source")
+        notes.append(
+            "no prepared copy of the data in the run folder: prepared again from the source"
+        )
         return None
     obj = cfg.method.objective
     notes.append("resumed on the data prepared when the run started")
@@ -148,8 +150,35 @@ def reference_is_a_copy(cfg: RunConfig, *, peft: bool) -> bool:
     return not peft or cfg.preference.reference == "copy"
 
 
+def training_dtype(trainer: Any) -> Any:
+    """The 16-bit dtype a full fine-tune trained in (bf16/fp16 autocast), None for fp32 or PEFT.
+
+    Full fine-tuning keeps fp32 master weights (`precision.load_dtype`) but its
+    result is a model for inference: saved in fp32 it is twice the size of the
+    bf16 model it was trained as.  Adapters stay as PEFT keeps them.
+    """
+    import torch
+
+    if getattr(trainer.model, "peft_config", None):
+        return None
+    args = trainer.args
+    if getattr(args, "bf16", False):
+        return torch.bfloat16
+    if getattr(args, "fp16", False):
+        return torch.float16
+    return None
+
+
 def save_output(trainer: Any, tokenizer: Any, dest: Path) -> None:
-    """Save weights + tokenizer into `dest` atomically (a temp folder renamed into place)."""
+    """Save weights + tokenizer into `dest` atomically (a temp folder renamed into place).
+
+    A full fine-tune is saved in its training precision: the model is cast in
+    place (one tensor at a time, never a second full copy), so call this only
+    once training is done; config.json records the dtype it was saved in.
+    """
+    dtype = training_dtype(trainer)
+    if dtype is not None:
+        trainer.model.to(dtype)
     tmp = dest.parent / f".{dest.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.save_model(str(tmp))

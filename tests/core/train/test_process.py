@@ -110,8 +110,9 @@ def test_dead_zombie_and_recycled_pids_show_as_died(spark_home):
     me = os.getpid()
     assert _fake_run(pid=me, pid_start=proc_start_time(me)).status()["state"] == "training"
     assert _fake_run(pid=me, pid_start=12345).status()["state"] == "died"  # recycled pid
+    # Alive but silent is stalled (not final), never died.
     stale = _fake_run(pid=me, heartbeat=time.time() - 3600)
-    assert stale.status()["state"] == "died"
+    assert stale.status()["state"] == "stalled" and "no heartbeat" in stale.status()["stalled"]
     assert _fake_run(state="finished", pid=gone.pid).status()["state"] == "finished"
 
 

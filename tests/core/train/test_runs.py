@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from spark_tui.config import RunConfig
 from spark_tui.core.train.runs import create_run
 
@@ -36,3 +38,18 @@ def test_create_run_stores_absolute_local_paths(spark_home, tmp_path, monkeypatc
     home_cfg = RunConfig()
     home_cfg.model.id = "~/models/mine"
     assert create_run(home_cfg).config().model.id == str(Path.home() / "models" / "mine")
+
+
+def test_a_starting_trainer_is_not_refused_by_a_momentary_probe(spark_home):
+    import threading
+
+    from spark_tui.config import RunConfig
+    from spark_tui.core.train.runs import RunError, RunLock, create_run
+
+    run = create_run(RunConfig(name="lock"))
+    probe = RunLock(run).acquire()  # what `is_locked` does, for a moment
+    threading.Timer(0.3, probe.release).start()
+    lock = RunLock(run).acquire(wait_s=2.0)  # the trainer's wait outlasts the probe
+    with pytest.raises(RunError, match="being trained by another process"):
+        RunLock(run).acquire(wait_s=0.2)  # a real second trainer is refused
+    lock.release()

@@ -45,3 +45,17 @@ def test_stop_file_is_seen_and_cleared(tmp_path):
     control.clear()
     assert not (tmp_path / names.STOP_FILE).exists()
     control.clear()  # nothing left to clear: no error
+
+
+def test_the_time_of_the_last_step_and_the_usual_step_time_are_recorded(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("spark_tui.core.train.status.time.time", lambda: clock[0])
+    writer = StatusWriter(Run(tmp_path))
+    writer.update(state="training", step=10)  # the loop (re)starts at step 10
+    assert writer.get("last_step_at") == 1000.0 and writer.get("step_time_s") is None
+    clock[0] = 1004.0
+    writer.update(step=12)
+    assert writer.get("last_step_at") == 1004.0 and writer.get("step_time_s") == 2.0
+    clock[0] = 1010.0
+    writer.update(step=12, eta_s=5)  # the same step again: not a new step
+    assert writer.get("last_step_at") == 1004.0
