@@ -130,9 +130,30 @@ class ReviewScreen(StepScreen):
             return False, "run.toml could not be saved"
         return True, ""
 
-    def commit(self) -> None:
-        """Start the detached training process; the Train screen follows it."""
+    def action_next(self) -> None:
+        """Start the detached training process in a worker; the Train screen follows it.
+
+        The launch checks the run (preflight: files, model folder, maybe one Hub
+        request) and waits for the supervisor to report the trainer's pid: never
+        on the event loop.
+        """
+        ok, reason = self.validate_step()
+        if not ok:
+            self.notify(reason, severity="warning", title="Not yet")
+            return
+        self.notify("Starting the training process…", title="Train")
+        self._start()
+
+    @work(thread=True, exclusive=True, group="review-start", exit_on_error=False)
+    def _start(self) -> None:
         from spark_tui.core.train import process
 
         assert self.saved is not None
-        process.start_training(self.saved)  # a SparkError is shown by StepScreen.action_next
+        try:
+            process.start_training(self.saved)
+        except SparkError as exc:
+            self.app.call_from_thread(
+                self.notify, str(exc), severity="error", title="Cannot continue"
+            )
+            return
+        self.app.call_from_thread(self.app.next_step, self.STEP)

@@ -20,11 +20,17 @@ import shutil
 import struct
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from spark_tui.config import RunConfig
-    from spark_tui.core.train.runs import Run
+
+
+class Run(Protocol):
+    """What this module needs of a run folder (`runs.Run`, which imports this module)."""
+
+    @property
+    def checkpoints_dir(self) -> Path: ...
 
 log = logging.getLogger("spark_tui.training")
 
