@@ -26,7 +26,14 @@ def handle(args: argparse.Namespace) -> int:
     print(f"LLaMA-Factory: {files.llamafactory_yaml} (+ {files.llamafactory_dataset_info.name})")
     print(f"Axolotl:       {files.axolotl_yaml}")
     if files.data_file:
-        print(f"Data:          {files.data_file}")
+        data = [f for f in (files.data_file, files.eval_file) if f]
+        ax = [f for f in (files.axolotl_data_file, files.axolotl_eval_file) if f]
+        print(f"Data:          {', '.join(str(f) for f in data)}")
+        if ax:
+            print(f"Axolotl data:  {', '.join(str(f) for f in ax)}")
+        for tool, notes in files.notes.items():
+            for note in notes:
+                print(f"note ({tool}): {note}")
     else:
         print("Data:          not prepared yet (train the run first, or point the YAML at your file)")
     return 0
