@@ -60,30 +60,12 @@ def load_jsonl(p: Path, *, progress: Progress | None = None) -> Source:
                 line = raw.decode("utf-8", errors="replace")
                 had_bad = True
                 bad_lines.append(lineno)
-            try:
-                obj = loads(line)
-            except json.JSONDecodeError as exc:
-                if lineno == 1 and line.lstrip().startswith("[") and p.suffix.lower() != ".json":
-                    fh.close()
-                    src = load_json(p, progress=progress)
-                    src.notes.append("the file holds one JSON array, not one object per line")
-                    return src
-                raise DataError(
-                    f"not valid JSON: {exc.msg}. Each line must be one complete JSON object; "
-                    "fix or remove this line",
-                    path=str(p),
-                    line=lineno,
-                    column=exc.colno,
-                ) from exc
-            except (RecursionError, ValueError) as exc:
-                raise _unparsable(p, exc, lineno) from None
-            if not isinstance(obj, dict):
-                raise DataError(
-                    f"expected a JSON object {{...}} on each line, found {_kind(obj)}; "
-                    'each line must be one row like {"instruction": ..., "output": ...}',
-                    path=str(p),
-                    line=lineno,
-                )
+            if lineno == 1 and _array_start(line, p) and not _parses(loads, line):
+                fh.close()
+                src = load_json(p, progress=progress)
+                src.notes.append("the file holds one JSON array, not one object per line")
+                return src
+            obj = _json_row(p, line, lineno, loads)
             if had_bad:
                 invalid.add(len(rows))
             rows.append(obj)
@@ -105,26 +87,52 @@ def load_jsonl(p: Path, *, progress: Progress | None = None) -> Source:
     return Source(rows, str(p), "jsonl", lines, notes, size, invalid)
 
 
+def _array_start(line: str, p: Path) -> bool:
+    return line.lstrip().startswith("[") and p.suffix.lower() != ".json"
+
+
+def _parses(loads: Any, line: str) -> bool:
+    """False only for a line that is not complete JSON (e.g. the first line of an array)."""
+    try:
+        loads(line)
+    except json.JSONDecodeError:
+        return False
+    except (RecursionError, ValueError):
+        pass  # complete but unreadable: `_json_row` says so, with the line
+    return True
+
+
+def _json_row(p: Path, line: str, lineno: int, loads: Any = json.loads) -> dict[str, Any]:
+    """One JSON Lines row, or the DataError that names the file, the line and what to do."""
+    try:
+        obj = loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"not valid JSON: {exc.msg}. Each line must be one complete JSON object; "
+            "fix or remove this line",
+            path=str(p),
+            line=lineno,
+            column=exc.colno,
+        ) from exc
+    except (RecursionError, ValueError) as exc:
+        raise _unparsable(p, exc, lineno) from None
+    if not isinstance(obj, dict):
+        raise DataError(
+            f"expected a JSON object {{...}} on each line, found {_kind(obj)}; "
+            'each line must be one row like {"instruction": ..., "output": ...}',
+            path=str(p),
+            line=lineno,
+        )
+    return obj
+
+
 def _parse_jsonl_text(p: Path, text: str, notes: list[str], size: int) -> Source:
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"not valid JSON: {exc.msg}; fix or remove this line",
-                path=str(p),
-                line=lineno,
-                column=exc.colno,
-            ) from exc
-        except (RecursionError, ValueError) as exc:
-            raise _unparsable(p, exc, lineno) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object, found {_kind(obj)}", path=str(p), line=lineno)
-        rows.append(obj)
+        rows.append(_json_row(p, line, lineno))
         lines.append(lineno)
     if not rows:
         raise DataError(
