@@ -30,7 +30,6 @@ from typing import Any
 from spark_tui.core.base.atomic import read_json
 from spark_tui.core.base.env import child_env
 from spark_tui.core.base.names import ACTIVE_STATES, FINAL_STATES, KILL_FILE, STOP_FILE
-from spark_tui.core.train.preflight import preflight
 from spark_tui.core.train.runs import (
     Run,
     RunError,
@@ -88,6 +87,9 @@ def start_training(
         raise RunError(f"{run.path} has no run.toml; create the run first")
     # Bad settings, moved files, a model folder without weights: refused here, before
     # anything is launched or written (a resume trains on the prepared copy of the data).
+    # Imported here: the followers (the TUI's first screens) need none of it.
+    from spark_tui.core.train.preflight import preflight
+
     preflight(run.config(), source=run.config_path, prepared=run.data_dir if resume else None)
     busy = f"run {run.id} is already training; `spark-tui attach {run.id}` follows it"
     # Alive (or being launched) by its status: its trainer may not hold the lock yet.
