@@ -140,7 +140,11 @@ class TrainScreen(StepScreen):
             advice = st.get("advice")
             if isinstance(advice, list):
                 advice = " · ".join(advice)
-            msg.update(f"{text}\n{advice or ''}\nPress r to resume from the last checkpoint.".strip())
+            # Three lines at most (80x24): the reason, then the advice and the key on one line.
+            hint = "Press r to resume from the last complete checkpoint."
+            if advice and "resume" in str(advice).lower() and "checkpoint" in str(advice).lower():
+                advice = None  # the supervisor's generic advice says what the hint says
+            msg.update(f"{text}\n{advice + ' · ' if advice else ''}{hint}".strip())
         elif self.state == "stopped":
             msg.set_classes("")
             msg.update("Stopped with a checkpoint. Press r to resume, or Next to evaluate what was saved.")

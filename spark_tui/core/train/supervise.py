@@ -156,12 +156,12 @@ def explain_death(
         name = fields["exit_signal_name"]
         fields["error"] = (
             f"the training process was ended by {name} (signal {-returncode}) "
-            "before it could save; train.log holds its last words"
+            "before it could save (see train.log)"
         )
     else:
         fields["error"] = (
-            f"the training process exited with code {returncode} without a final state; "
-            "train.log holds its last words"
+            f"the training process exited with code {returncode} without a final state "
+            "(see train.log)"
         )
     fields["advice"] = fields.get("advice") or [
         "Resume continues from the last complete checkpoint"
