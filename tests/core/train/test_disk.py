@@ -355,13 +355,18 @@ def test_estimate_matches_a_real_lora_checkpoint(spark_home, default_model_dir, 
 
     cfg = tiny_cfg(tmp_path, steps=1)
     cfg.train.save_steps = 1
+    _assert_estimate_matches(cfg, default_model_dir)
+
+
+def _assert_estimate_matches(cfg, tokenizer_dir: Path) -> None:
+    """Train `cfg` (one checkpoint) and compare the real sizes with `disk_need`'s."""
     st, sizes, output = _measure_run(cfg)
     need = disk.disk_need(
         cfg,
         st["trainable_params"],
         st["total_params"],
         st["precision"],
-        tokenizer=disk.tokenizer_bytes(default_model_dir),
+        tokenizer=disk.tokenizer_bytes(tokenizer_dir),
     )
     real = sizes["checkpoint-1"]
     assert _within(need.checkpoint, real), (need.checkpoint, real)
@@ -396,14 +401,4 @@ def test_estimate_matches_a_real_full_checkpoint(spark_home, default_model_dir, 
     cfg = tiny_cfg(tmp_path, method="full", steps=1)
     cfg.model.id = str(model)
     cfg.train.save_steps = 1
-    st, sizes, output = _measure_run(cfg)
-    need = disk.disk_need(
-        cfg,
-        st["trainable_params"],
-        st["total_params"],
-        st["precision"],
-        tokenizer=disk.tokenizer_bytes(model),
-    )
-    real = sizes["checkpoint-1"]
-    assert _within(need.checkpoint, real), (need.checkpoint, real)
-    assert _within(need.output, output), (need.output, output)
+    _assert_estimate_matches(cfg, model)
