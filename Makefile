@@ -29,9 +29,9 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
+	$(VENV)/bin/python bench/run_all.py
 	$(VENV)/bin/python bench/data_prep.py
 	$(VENV)/bin/python bench/memory_estimate.py
-	$(VENV)/bin/python bench/train_overhead.py
 	$(VENV)/bin/python bench/deploy_memory.py
 
 clean-venv:

@@ -32,6 +32,8 @@ STEPS: list[tuple[str, str]] = [
     ("deploy", "spark_tui.screens.deploy:DeployScreen"),
 ]
 STEP_NAMES = [s for s, _ in STEPS]
+PRELOAD_DELAY_S = 1.0  # after the first paint, before torch/transformers are preloaded
+PRELOAD_RETRY_S = 30.0  # while a run trains, the preload waits
 
 
 def _screen_class(step: str):
@@ -56,20 +58,35 @@ class SparkTuiApp(App):
         Binding("f1", "help", "Help"),
     ]
 
-    def __init__(self, preload: bool = True) -> None:
+    def __init__(self, preload: bool = True, open_run: str | None = None) -> None:
         super().__init__()
+        self.open_run_at_start = open_run
         self.config = RunConfig()
         self.current_run: runs_core.Run | None = None
         self.preload = preload
         self.probe = None  # the Memory step's hardware probe, reused by later steps
         self.data_report = None  # the Dataset step's report: which objectives the data supports
+        self.follow_curves = None  # the followed run's curves (core.train.curves.Curves)
+        self._curves_run: Path | None = None
 
     def on_mount(self) -> None:
         from spark_tui.screens.welcome import WelcomeScreen
 
         self.push_screen(WelcomeScreen())
+        if self.open_run_at_start:
+            self.call_after_refresh(self.open_run, self.open_run_at_start)
         if self.preload:
-            self.preload_libraries()
+            # After the first paint, and a moment later: importing torch holds the GIL
+            # for long stretches, and the first screen and the first key come first.
+            self.call_after_refresh(self.set_timer, PRELOAD_DELAY_S, self._maybe_preload)
+
+    def _maybe_preload(self) -> None:
+        """Preload now, unless a run trains: then torch would take the trainer's CPU and
+        the UI's GIL for nothing the Train screen needs; try again when it is done."""
+        if self.active_run() is not None:
+            self.set_timer(PRELOAD_RETRY_S, self._maybe_preload)
+            return
+        self.preload_libraries()
 
     @work(thread=True, exclusive=True, group="preload", exit_on_error=False)
     def preload_libraries(self) -> None:
@@ -130,10 +147,13 @@ class SparkTuiApp(App):
         worker = get_current_worker()
         follower = RunFollower(run, interval=0.5, stop_when_done=False)
         idle_after_done = 0
+        first = True  # a new follower reads the whole curve again: the curves start over
         while not worker.is_cancelled:
             up = follower.poll()
             # Every poll, even without new lines: the status (step, ETA, state) moves on its own.
-            self.call_from_thread(self._dispatch_follow, up, list(follower.metrics))
+            # Only the new lines travel; the UI thread files them into `follow_curves`.
+            self.call_from_thread(self._dispatch_follow, run, up, first)
+            first = False
             if up.done:
                 idle_after_done += 1
                 if idle_after_done > 2:  # a final state read twice more: nothing left to tail
@@ -145,11 +165,16 @@ class SparkTuiApp(App):
     def stop_following(self) -> None:
         self.workers.cancel_group(self, "follow")
 
-    def _dispatch_follow(self, up, metrics) -> None:
+    def _dispatch_follow(self, run: runs_core.Run, up, first: bool = False) -> None:
+        from spark_tui.core.train.curves import Curves
+
+        if first or self.follow_curves is None or self._curves_run != run.path:
+            self.follow_curves, self._curves_run = Curves(), run.path
+        self.follow_curves.extend(up.metrics, reset=up.reset)
         for screen in self.screen_stack:
             handler = getattr(screen, "on_follow_update", None)
             if handler is not None:
-                handler(up, metrics)
+                handler(up, self.follow_curves)
 
     def active_run(self) -> runs_core.Run | None:
         if self.current_run is None:
@@ -163,7 +188,12 @@ class SparkTuiApp(App):
         topic = getattr(self.screen, "STEP", "") or "welcome"
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(topic))
+        # Built once per topic and kept: composing the Markdown is most of what opening
+        # help costs (a quarter of a second here), and the text never changes.
+        name = f"help:{topic}"
+        if not self.is_screen_installed(name):
+            self.install_screen(HelpScreen(topic), name)
+        self.push_screen(name)
 
     async def action_quit(self) -> None:
         run = self.active_run()
@@ -187,6 +217,7 @@ class SparkTuiApp(App):
         )
 
 
-def run_app() -> int:
-    SparkTuiApp().run()
+def run_app(open_run: str | None = None) -> int:
+    """Open the wizard; with `open_run`, at that run's step (`spark-tui open RUN`)."""
+    SparkTuiApp(open_run=open_run).run()
     return 0

@@ -29,14 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if not args_in:
+        # The wizard: open it without importing the subcommands (first paint comes sooner).
+        from spark_tui.app import run_app
+
+        return run_app()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     if not getattr(args, "command", None):
         from spark_tui.app import run_app
 
         return run_app()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if code == 0 and getattr(args, "open_run", None):  # `spark-tui open RUN`
+            from spark_tui.app import run_app
+
+            return run_app(open_run=args.open_run)
+        return code
     except SparkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -130,6 +130,7 @@ class TrainConfig:
     precision: Precision = "auto"
     gradient_checkpointing: bool = True
     packing: bool = False
+    group_by_length: bool = True  # SFT: rows of similar length share a batch (less padding)
     neftune_alpha: float = 0.0
     seed: int = 42
     logging_steps: int = 1

@@ -1,4 +1,4 @@
-"""Run management: `spark-tui runs`, `stop`, `kill`, `resume`, `attach`.
+"""Run management: `spark-tui runs`, `stop`, `kill`, `resume`, `attach`, `open`.
 
 RUN is a run id (or a unique part of it) or a run folder.  None of these
 commands imports torch: they only read and signal run folders.
@@ -33,6 +33,15 @@ def register(subparsers: Any) -> None:
     add_detach(p, "start it and return at once")
 
     add_run(add_command(subparsers, "attach", handle_attach, "follow a running or finished run"))
+
+    add_run(
+        add_command(
+            subparsers,
+            "open",
+            handle_open,
+            "open the wizard at a run's step (Train while it trains, Evaluate once finished)",
+        )
+    )
 
 
 def _fmt_loss(x: Any) -> str:
@@ -144,3 +153,12 @@ def handle_attach(args: argparse.Namespace) -> int:
         print(f"run {run.id} has not been started; `spark-tui resume {run.id}` starts it")
         return 1
     return follow(run, Console())
+
+
+def handle_open(args: argparse.Namespace) -> int:
+    """Resolve RUN (an unknown run is a clear error here, not in the TUI); the CLI then
+    opens the wizard on it (commands never import the app)."""
+    from spark_tui.core.train.runs import resolve_run
+
+    args.open_run = str(resolve_run(args.run).path)
+    return 0

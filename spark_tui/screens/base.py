@@ -53,12 +53,22 @@ class StepScreen(Screen):
     def commit(self) -> None:
         """Write this step's choices into the app's RunConfig."""
 
+    def show_text(self, selector: str, text: str) -> None:
+        """Update a Static only when its text changes: an update re-lays the screen out,
+        and a screen polled twice a second would otherwise repaint for nothing."""
+        shown = self.__dict__.setdefault("_shown_text", {})
+        if shown.get(selector) == text:
+            return
+        self.query_one(selector, Static).update(text)
+        shown[selector] = text
+
     def refresh_nav(self) -> None:
         ok, reason = self.validate_step()
         try:
             nxt = self.query_one("#next", Button)
-            nxt.disabled = not ok
-            self.query_one("#next-reason", Static).update(reason if not ok else "")
+            if nxt.disabled != (not ok):
+                nxt.disabled = not ok
+            self.show_text("#next-reason", reason if not ok else "")
         except Exception:  # not mounted yet
             return
         if ok and self.FOCUS_NEXT_WHEN_READY and not self._next_focused and self.is_current:

@@ -184,7 +184,7 @@ class EvaluateScreen(StepScreen):
         try:
             warm_imports()
             result = evaluate_run(
-                run, EvalOptions(max_prompts=4, max_new_tokens=48, max_rows=64),
+                run, EvalOptions(),  # the CLI's defaults: the same eval.json from either
                 progress=progress, cancel=lambda: worker.is_cancelled,
             )
         except SparkError as exc:

@@ -27,6 +27,9 @@ class HelpScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.query_one("#help-scroll").focus()
 
+    def on_screen_resume(self) -> None:  # shown again (the app keeps one per topic)
+        self.query_one("#help-scroll").focus()
+
     def on_button_pressed(self, _event: Button.Pressed) -> None:
         self.dismiss(None)
 

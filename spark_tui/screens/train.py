@@ -19,10 +19,9 @@ from textual.widgets import ProgressBar, RichLog, Static
 from spark_tui.core.base import names
 from spark_tui.core.base.errors import SparkError
 from spark_tui.core.train import runs
+from spark_tui.core.train.curves import Curves
 from spark_tui.screens.base import StepScreen
 from spark_tui.widgets.charts import LossChart, MetricChart
-
-PREFERENCE_KEYS = ("rewards/margins", "rewards/accuracies")
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -34,11 +33,10 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def status_line(st: dict[str, Any], metrics: list[dict[str, Any]]) -> str:
+def status_line(st: dict[str, Any], last: dict[str, Any]) -> str:
+    """The one-line summary; `last` is the newest training metrics line."""
     state = st.get("state", "new")
     step, total = st.get("step", 0) or 0, st.get("total_steps", 0) or 0
-    train = [m for m in metrics if m.get("loss") is not None]
-    last = train[-1] if train else {}
     parts = [f"[b]{state}[/b]", f"step {step}/{total or '?'}"]
     if last.get("loss") is not None:
         parts.append(f"loss {last['loss']:.4f}")
@@ -77,7 +75,8 @@ class TrainScreen(StepScreen):
     def __init__(self) -> None:
         super().__init__()
         self.state = "new"
-        self.metrics: list[dict[str, Any]] = []
+        self.curves = Curves()
+        self.metrics: list[dict[str, Any]] = self.curves.rows
         self.updates = 0
 
     def compose_body(self) -> ComposeResult:
@@ -108,19 +107,22 @@ class TrainScreen(StepScreen):
             self.app.follow_run(run)
 
     # -- following ----------------------------------------------------------
-    def on_follow_update(self, up: Any, all_metrics: list[dict[str, Any]]) -> None:
+    def on_follow_update(self, up: Any, curves: Curves) -> None:
+        """One poll of the run folder.  Costs what the poll brought, not the run's length."""
         self.updates += 1
-        self.metrics = all_metrics
+        self.curves = curves
+        self.metrics = curves.rows  # the same list, not a copy
         st = up.status
         self.state = st.get("state", "new")
-        self.query_one("#train-status", Static).update(status_line(st, all_metrics))
+        self.show_text("#train-status", status_line(st, curves.last_train))
         for gauges in self.query("#gauges"):
             pid = st.get("pid") if self.state in names.ACTIVE_STATES else None
             if getattr(gauges, "pid", None) != pid:
                 gauges.pid = pid
         bar = self.query_one("#train-progress", ProgressBar)
-        total = st.get("total_steps") or None
-        bar.update(total=total, progress=st.get("step", 0) or 0)
+        total, step = st.get("total_steps") or None, st.get("step", 0) or 0
+        if (bar.total, bar.progress) != (total, step):
+            bar.update(total=total, progress=step)
         if up.metrics or up.reset:
             self._draw_charts()
         if up.log:
@@ -128,15 +130,22 @@ class TrainScreen(StepScreen):
             for line in up.log.splitlines():
                 if line.strip():
                     log.write(line[-400:])
+        failed, text = self._message(st)
         msg = self.query_one("#train-message", Static)
+        if msg.has_class("failed") != failed:
+            msg.set_class(failed, "failed")
+        self.show_text("#train-message", text)
+        self.refresh_nav()
+
+    def _message(self, st: dict[str, Any]) -> tuple[bool, str]:
+        """(is it a failure, the message under the charts) for the run's state."""
         if self.state == "stalled":
-            msg.set_classes("failed")
-            msg.update(
+            return True, (
                 f"Stalled: {st.get('stalled', '')}.\nStill following; K kills it, then r resumes."
             )
-        elif self.state in ("failed", "died"):
-            msg.set_classes("failed")
-            text = st.get("error") or ("The training process stopped without a word." if self.state == "died" else "")
+        if self.state in ("failed", "died"):
+            died = "The training process stopped without a word." if self.state == "died" else ""
+            text = st.get("error") or died
             advice = st.get("advice")
             if isinstance(advice, list):
                 advice = " · ".join(advice)
@@ -144,37 +153,28 @@ class TrainScreen(StepScreen):
             hint = "Press r to resume from the last complete checkpoint."
             if advice and "resume" in str(advice).lower() and "checkpoint" in str(advice).lower():
                 advice = None  # the supervisor's generic advice says what the hint says
-            msg.update(f"{text}\n{advice + ' · ' if advice else ''}{hint}".strip())
-        elif self.state == "stopped":
-            msg.set_classes("")
-            msg.update("Stopped with a checkpoint. Press r to resume, or Next to evaluate what was saved.")
-        elif self.state == "finished":
-            msg.set_classes("")
-            msg.update(f"Finished: {st.get('output', '')}. Next ▶ evaluates it.")
-        else:
-            msg.update("")
-        self.refresh_nav()
+            return True, f"{text}\n{advice + ' · ' if advice else ''}{hint}".strip()
+        if self.state == "stopped":
+            return False, (
+                "Stopped with a checkpoint. Press r to resume, or Next to evaluate what was saved."
+            )
+        if self.state == "finished":
+            return False, f"Finished: {st.get('output', '')}. Next ▶ evaluates it."
+        return False, ""
 
     def _draw_charts(self) -> None:
-        train = [(m["step"], m["loss"]) for m in self.metrics if m.get("loss") is not None and m.get("kind") != "eval"]
-        evals = [(m["step"], m["eval_loss"]) for m in self.metrics if m.get("eval_loss") is not None]
-        self.query_one("#loss-chart", LossChart).set_losses(train, evals)
-        lr = [(m["step"], m["learning_rate"]) for m in self.metrics if m.get("learning_rate") is not None]
-        self.query_one("#lr-chart", MetricChart).set_series(
-            [("lr", [p[0] for p in lr], [p[1] for p in lr])]
-        )
+        c = self.curves
+        self.query_one("#loss-chart", LossChart).set_curves(c)
+        self.query_one("#lr-chart", MetricChart).set_series([("lr", *c.points("learning_rate"))])
         side = self.query_one("#side-chart", MetricChart)
-        margins = [(m["step"], m["rewards/margins"]) for m in self.metrics if m.get("rewards/margins") is not None]
-        if margins:
+        if len(c.series["rewards/margins"]):
             side.title = "reward margin"
-            acc = [(m["step"], m["rewards/accuracies"]) for m in self.metrics if m.get("rewards/accuracies") is not None]
             side.set_series([
-                ("margin", [p[0] for p in margins], [p[1] for p in margins]),
-                ("accuracy", [p[0] for p in acc], [p[1] for p in acc]),
+                ("margin", *c.points("rewards/margins")),
+                ("accuracy", *c.points("rewards/accuracies")),
             ])
         else:
-            gn = [(m["step"], m["grad_norm"]) for m in self.metrics if m.get("grad_norm") is not None]
-            side.set_series([("grad norm", [p[0] for p in gn], [p[1] for p in gn])])
+            side.set_series([("grad norm", *c.points("grad_norm"))])
 
     # -- controls -------------------------------------------------------------
     def _run(self) -> runs.Run | None:

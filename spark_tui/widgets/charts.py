@@ -1,8 +1,10 @@
 """Terminal charts (textual-plotext) for training curves and metric-vs-parameter plots.
 
 Charts only draw: the data is gathered elsewhere (a worker following the run
-folder) and handed over with `set_series`; `plot()` down-samples each series to
-about twice the widget's width so redraws stay cheap on long runs.
+folder) and handed over with `set_series` (or, for the loss, `LossChart.set_curves`
+with the run's incrementally kept `Curves`); `plot()` down-samples each series to
+about twice the widget's width, without copying it, so a redraw costs the same at
+step 10 and at step 100 000.
 """
 
 from __future__ import annotations
@@ -11,27 +13,9 @@ from collections.abc import Sequence
 
 from textual_plotext import PlotextPlot
 
+from spark_tui.core.train.curves import Curves, downsample
+
 Series = tuple[str, Sequence[float], Sequence[float]]  # (label, xs, ys)
-
-
-def downsample(xs: Sequence[float], ys: Sequence[float], max_points: int) -> tuple[list, list]:
-    """Keep at most `max_points` evenly spaced points (always keeping the last one)."""
-    n = len(xs)
-    if n <= max_points or max_points < 2:
-        return list(xs), list(ys)
-    step = (n - 1) / (max_points - 1)
-    idx = sorted({round(i * step) for i in range(max_points)})
-    return [xs[i] for i in idx], [ys[i] for i in idx]
-
-
-def ema(values: Sequence[float], weight: float = 0.8) -> list[float]:
-    """Exponential moving average, as TensorBoard's smoothing slider does."""
-    out: list[float] = []
-    last = None
-    for v in values:
-        last = v if last is None else weight * last + (1 - weight) * v
-        out.append(last)
-    return out
 
 
 class MetricChart(PlotextPlot):
@@ -74,7 +58,7 @@ class MetricChart(PlotextPlot):
         max_points = max(8, 2 * (self.size.width or 40))
         drawn = 0
         for label, xs, ys in self._series:
-            dx, dy = downsample(list(xs), list(ys), max_points)
+            dx, dy = downsample(xs, ys, max_points)
             plt.plot(dx, dy, label=label, marker="braille")
             drawn += len(dx)
         self.points_drawn = drawn
@@ -90,15 +74,20 @@ class LossChart(MetricChart):
         self,
         train: Sequence[tuple[float, float]],
         evals: Sequence[tuple[float, float]] = (),
-        smoothing: float = 0.8,
     ) -> None:
+        """Draw from (step, loss) pairs (tests and one-off plots)."""
+        curves = Curves()
+        curves.extend({"step": x, "loss": y} for x, y in train)
+        curves.extend({"step": x, "eval_loss": y, "kind": "eval"} for x, y in evals)
+        self.set_curves(curves)
+
+    def set_curves(self, curves: Curves) -> None:
+        """Draw a run's train, smoothed (from 4 points on) and eval loss."""
         series: list[Series] = []
-        if train:
-            xs = [p[0] for p in train]
-            ys = [p[1] for p in train]
-            series.append(("train", xs, ys))
-            if len(ys) > 3 and smoothing > 0:
-                series.append(("smoothed", xs, ema(ys, smoothing)))
-        if evals:
-            series.append(("eval", [p[0] for p in evals], [p[1] for p in evals]))
+        train = curves.series["loss"]
+        if len(train):
+            series.append(("train", train.xs, train.ys))
+            if len(train) > 3:
+                series.append(("smoothed", *curves.points("smoothed")))
+        series.append(("eval", *curves.points("eval_loss")))
         self.set_series(series)

@@ -68,3 +68,32 @@ async def test_quit_without_run_exits_immediately(spark_home):
         await pilot.press("ctrl+q")
         await pilot.pause()
     assert not app.is_running
+
+
+async def test_open_run_starts_at_the_runs_step_and_help_opens_twice(spark_home):
+    """`spark-tui open RUN`: a run not started yet opens at Review; the help panel kept
+    for a topic opens and closes again."""
+    from spark_tui.screens.help import HelpScreen
+    from spark_tui.screens.review import ReviewScreen
+
+    run = runs_core.create_run(RunConfig(name="later"))
+    app = SparkTuiApp(preload=False, open_run=str(run.path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+        assert app.current_run is not None and app.current_run.path == run.path
+        for _ in range(2):
+            await pilot.press("f1")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen) and app.screen.topic == "review"
+            await pilot.press("escape")
+            await pilot.pause()
+            assert isinstance(app.screen, ReviewScreen)
+
+
+def test_open_command_refuses_an_unknown_run(spark_home, capsys):
+    from spark_tui.cli import main
+
+    assert main(["open", "no-such-run"]) == 2
+    assert "no-such-run" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Thread-safe first import of the heavy libraries.
 
-The TUI imports torch and transformers lazily, in worker threads.  Python's
+The TUI imports torch, transformers and peft lazily, in worker threads.  Python's
 import lock protects single modules, but transformers resolves most names
 through a lazy module whose first attribute imports are not safe to race: two
 threads importing it at once can see "cannot import name 'AutoTokenizer'".  Every
@@ -32,4 +32,6 @@ def warm_imports() -> None:
         )
 
         transformers.utils.logging.get_verbosity()
+        import peft  # noqa: F401  (seconds of its own: the Evaluate step needs it first)
+
         _done = True

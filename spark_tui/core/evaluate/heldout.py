@@ -100,6 +100,29 @@ class Encoder:
         return p_ids + c_ids, [-100] * len(p_ids) + c_ids
 
 
+def length_batches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[list[int]]:
+    """Row indices in batches of similar length, at most `max_rows` rows and
+    `max_tokens` padded tokens each (one row alone may exceed it).
+
+    Rows in input order pad every batch to its longest row; sorted, the padding
+    nearly vanishes and larger batches fit the same memory.  Longest first, so a
+    batch that does not fit fails at once rather than at the end.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    out: list[list[int]] = []
+    cur: list[int] = []
+    width = 0
+    for i in order:
+        if cur and (len(cur) >= max_rows or max(width, lengths[i]) * (len(cur) + 1) > max_tokens):
+            out.append(cur)
+            cur, width = [], 0
+        cur.append(i)
+        width = max(width, lengths[i])
+    if cur:
+        out.append(cur)
+    return out
+
+
 def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     size = max(1, int(size))
     for i in range(0, len(items), size):

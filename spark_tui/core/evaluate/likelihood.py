@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from spark_tui.core.evaluate.heldout import batches
+from spark_tui.core.evaluate.heldout import length_batches
 from spark_tui.core.evaluate.models import RunModels, model_device
 from spark_tui.core.evaluate.progress import Steps
 
@@ -35,18 +35,43 @@ def token_nll(
         lab_t[i, : len(labels)] = torch.tensor(labels, dtype=torch.long)
         att_t[i, : len(ids)] = 1
     dev = model_device(model, device)
+    shift_labels = lab_t[:, 1:]
+    kw: dict[str, Any] = {}
+    if _keeps_logits(model):
+        # Logits only where some row has an answer token to predict: the model never
+        # computes the prompts' (vocabulary-wide) logits at all.
+        keep = (shift_labels != -100).any(dim=0).nonzero()[:, 0]
+        kw["logits_to_keep"] = keep.to(dev)
+        shift_labels = shift_labels[:, keep]
     with torch.inference_mode():
-        out = model(input_ids=ids_t.to(dev), attention_mask=att_t.to(dev), use_cache=False)
-        logits = out.logits[:, -width:, :]  # prompt tuning prepends virtual tokens
-        shift_logits = logits[:, :-1, :].float()
-        shift_labels = lab_t[:, 1:].to(shift_logits.device)
-        nll = F.cross_entropy(
-            shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none"
-        )
+        out = model(input_ids=ids_t.to(dev), attention_mask=att_t.to(dev), use_cache=False, **kw)
+        logits = out.logits if kw else out.logits[:, -width:, :][:, :-1, :]
+        # (prompt tuning prepends virtual tokens: hence the last `width` positions)
+        shift_labels = shift_labels.to(logits.device)
         mask = shift_labels != -100
-        sums = (nll * mask).sum(dim=1).tolist()
+        # Only the labelled positions go to fp32 and through the cross-entropy.
+        picked = logits[mask].float()
+        nll = F.cross_entropy(picked, shift_labels[mask], reduction="none")
+        row_of = mask.nonzero()[:, 0]
+        sums = torch.zeros(n, dtype=torch.float64, device=nll.device)
+        sums.index_add_(0, row_of, nll.double())
         counts = mask.sum(dim=1).tolist()
-    return [(float(s), int(c)) for s, c in zip(sums, counts, strict=True)]
+    return [(float(s), int(c)) for s, c in zip(sums.tolist(), counts, strict=True)]
+
+
+def _keeps_logits(model: Any) -> bool:
+    """Does the causal LM take a `logits_to_keep` index tensor (transformers >= 4.50)?
+    Not through prompt learning, whose virtual tokens shift every position."""
+    import inspect
+
+    if getattr(model, "peft_config", None) and getattr(model, "active_peft_config", None):
+        if getattr(model.active_peft_config, "is_prompt_learning", False):
+            return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def reward_scores(model: Any, texts: Sequence[str], tok: Any, device: str) -> list[float]:
@@ -71,6 +96,40 @@ def perplexity(loss: float | None) -> float | None:
         return float("inf")
 
 
+def token_budget(model: Any, device: str) -> int:
+    """Padded tokens per scoring batch: the fp32 logits (and their cross-entropy
+    copy) of one batch stay near 512 MB on a CPU, 2 GB on a GPU, whatever the vocabulary."""
+    vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 32000)
+    budget = (2 << 30) if str(device).startswith("cuda") else (512 << 20)
+    return max(256, budget // (vocab * 4 * 2))
+
+
+def nll_rows(
+    models: RunModels,
+    side: str,
+    encoded: list[tuple[list[int], list[int]]],
+    batch_size: int,
+    steps: Steps,
+    message: str,
+) -> list[tuple[float, int]]:
+    """(sum of NLL, labelled tokens) of every row under one side, in input order.
+
+    Rows are scored in length-sorted batches (`length_batches`) of up to
+    4 × `batch_size` rows within a logits budget: one pass, little padding.
+    """
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
+    pad = models.tokenizer.pad_token_id if models.tokenizer.pad_token_id is not None else 0
+    with models.use(side) as model:
+        groups = length_batches(
+            [len(ids) for ids, _ in encoded], 4 * max(1, batch_size), token_budget(model, models.device)
+        )
+        for idx in groups:
+            for i, sc in zip(idx, token_nll(model, [encoded[i] for i in idx], pad, models.device), strict=True):
+                out[i] = sc
+            steps.advance(len(idx), message)
+    return out
+
+
 def loss_over(
     models: RunModels,
     side: str,
@@ -78,15 +137,9 @@ def loss_over(
     batch_size: int,
     steps: Steps,
 ) -> dict[str, Any]:
-    total = 0.0
-    count = 0
-    pad = models.tokenizer.pad_token_id if models.tokenizer.pad_token_id is not None else 0
-    with models.use(side) as model:
-        for chunk in batches(encoded, batch_size):
-            for s, c in token_nll(model, chunk, pad, models.device):
-                total += s
-                count += c
-            steps.advance(len(chunk), f"{side}: loss on held-out rows")
+    rows = nll_rows(models, side, encoded, batch_size, steps, f"{side}: loss on held-out rows")
+    total = sum(s for s, _ in rows)
+    count = sum(c for _, c in rows)
     loss = total / count if count else None
     return {"loss": loss, "perplexity": perplexity(loss), "tokens": count}
 
@@ -99,10 +152,7 @@ def logps(
     steps: Steps,
 ) -> list[tuple[float, int]]:
     """(sum log-prob, tokens) of each completion under one side."""
-    out: list[tuple[float, int]] = []
-    pad = models.tokenizer.pad_token_id if models.tokenizer.pad_token_id is not None else 0
-    with models.use(side) as model:
-        for chunk in batches(encoded, batch_size):
-            out.extend((-s, c) for s, c in token_nll(model, chunk, pad, models.device))
-            steps.advance(len(chunk), f"{side}: log-probs of preference answers")
-    return out
+    rows = nll_rows(
+        models, side, encoded, batch_size, steps, f"{side}: log-probs of preference answers"
+    )
+    return [(-s, c) for s, c in rows]

@@ -28,7 +28,7 @@ from typing import Any
 
 from spark_tui.core.base import names
 from spark_tui.core.base.atomic import atomic_write_json
-from spark_tui.core.evaluate.generate import generate_answers
+from spark_tui.core.evaluate.generate import generate_answers, generate_both
 from spark_tui.core.evaluate.heldout import Encoder, batches, data_layout, load_split
 from spark_tui.core.evaluate.likelihood import logps, loss_over, reward_scores
 from spark_tui.core.evaluate.models import RunModels, load_run_models
@@ -55,7 +55,8 @@ class EvalOptions:
     max_new_tokens: int = 96  # greedy generation bound per answer
     max_rows: int = 200  # validation rows used for loss / preference metrics (0 = all)
     max_length: int = 0  # tokens per row; 0 = the run's data.max_length
-    batch_size: int = 4
+    batch_size: int = 4  # rows per scoring batch (up to 4x this when rows are short)
+    gen_batch_size: int = 16  # prompts answered per generate call
     compare_base: bool = True  # also score the base model
     base_only: bool = False  # score only the base model (e.g. before training)
     device: str = "auto"  # "auto", "cuda", "cpu" or "mps"
@@ -88,7 +89,9 @@ def evaluate_run(
     steps.report("loading the validation split")
     ds = load_split(run, opts.split)
     layout = data_layout(ds)
+    # A big validation split is capped (max_rows), and the report says of how many.
     rows = [ds[i] for i in range(len(ds) if opts.max_rows <= 0 else min(len(ds), opts.max_rows))]
+    rows_total = len(ds)
     steps.advance(1, "loading the model")
     own_models = models is None
     with quiet():
@@ -102,6 +105,7 @@ def evaluate_run(
             if own_models:
                 models.close()
     result.update(
+        rows_total=rows_total,
         version=EVAL_VERSION,
         run_id=run.id,
         objective=objective,
@@ -201,6 +205,14 @@ def _evaluate_loaded(
     answers: dict[str, list[str]] = {}
     pref_logps: dict[str, list[tuple[float, int]]] = {}
     kto_logps: dict[str, list[tuple[float, int]]] = {}
+    if n_prompts and len(sides) == 2 and models.can_mix_sides:
+        answers = generate_both(
+            models,
+            prompts,
+            max_new_tokens=opts.max_new_tokens,
+            batch_size=opts.gen_batch_size,
+            on_batch=lambda k: steps.advance(k, "base and tuned: answering held-out prompts"),
+        )
     for side in sides:
         block: dict[str, Any] = {}
         if loss_rows:
@@ -212,15 +224,16 @@ def _evaluate_loaded(
             block["logp_accuracy"] = logp_accuracy(lps)
         if kto_rows:
             kto_logps[side] = logps(models, side, [c for c, _ in kto_rows], opts.batch_size, steps)
-        if n_prompts:
+        if n_prompts and side not in answers:
             answers[side] = generate_answers(
                 models,
                 prompts,
                 side=side,
                 max_new_tokens=opts.max_new_tokens,
-                batch_size=opts.batch_size,
+                batch_size=opts.gen_batch_size,
                 on_batch=lambda k, s=side: steps.advance(k, f"{s}: answering held-out prompts"),
             )
+        if n_prompts:
             block.update(corpus_scores(answers[side], references))
         result[side] = block
         if side == "base":

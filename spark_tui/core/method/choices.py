@@ -127,6 +127,7 @@ FIELD_HELP: dict[str, str] = {
     "train.precision": "Number format for training; auto picks the best the hardware supports.",
     "train.gradient_checkpointing": "Recompute activations in the backward pass: much less memory, ~20 % slower.",
     "train.packing": "Pack several short examples into one sequence: faster on short rows.",
+    "train.group_by_length": "SFT: batch rows of similar length together: little padding, faster.",
     "train.neftune_alpha": "NEFTune: noise on embeddings while training (5-15 helps chat; 0 = off).",
     "train.seed": "Random seed: the same seed and data give the same run.",
     "train.logging_steps": "Write metrics every N steps.",

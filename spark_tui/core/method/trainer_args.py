@@ -165,6 +165,10 @@ def trainer_kwargs(
         if note:
             notes.append(note)
         kw["packing"] = t.packing and not note
+        if t.group_by_length and not kw["packing"] and batch * t.grad_accum > 1:
+            # transformers' LengthGroupedSampler: batches of similar-length rows (the
+            # order between groups stays random), so little of each batch is padding.
+            kw["train_sampling_strategy"] = "group_by_length"
     if obj == "dpo":
         kw["beta"] = p.beta
         if p.reference == "precompute":

@@ -129,6 +129,8 @@ def common_keys(cfg: RunConfig, tool: str) -> dict[str, Any]:
         out["max_steps"] = cfg.train.max_steps
     if cfg.train.neftune_alpha > 0:
         out["neftune_noise_alpha"] = cfg.train.neftune_alpha
+    if tool == "axolotl" and cfg.method.objective == "sft" and not cfg.train.packing:
+        out["group_by_length"] = cfg.train.group_by_length  # as spark-tui batches SFT rows
     return out
 
 

@@ -104,7 +104,9 @@ def make_callbacks(
                 # it saves, so every checkpoint's step is in metrics.jsonl, vouched for by
                 # the NaN guard, and a resume from it continues with no window left out.
                 control_.should_log = True
-            status.update(**fields)
+            # Plain progress is throttled; a stop, a save or the last step is written at once.
+            routine = not (control_.should_training_stop or control_.should_save)
+            status.update(throttle=routine, **fields)
 
         def on_save(self, args, state, control_, **kw):
             checkpoints.rotate(

@@ -19,6 +19,7 @@ from spark_tui.core.train.runs import Run
 log = logging.getLogger("spark_tui.training")
 
 HEARTBEAT_INTERVAL_S = 5.0
+STATUS_MIN_INTERVAL_S = 1.0  # per-step progress is written at most once a second
 
 
 class StatusWriter:
@@ -36,12 +37,20 @@ class StatusWriter:
         self._thread: threading.Thread | None = None
         self.on_beat: Callable[[], None] | None = None
         self._base: tuple[float | None, int | None] = (None, None)  # loop start: time, step
+        self._written = float("-inf")  # time.monotonic() of the last write
 
-    def update(self, **changes: Any) -> dict[str, Any]:
+    def update(self, *, throttle: bool = False, **changes: Any) -> dict[str, Any]:
+        """Apply `changes` and write status.json.  With `throttle` (the per-step progress),
+        a write less than STATUS_MIN_INTERVAL_S after the last one waits for the next
+        update or heartbeat: on a GPU a step can take 50 ms, and each write is an fsync."""
         with self._lock:
             self._mark_step(changes)
             self._st.update(changes)
+            now = time.monotonic()
+            if throttle and "state" not in changes and now - self._written < STATUS_MIN_INTERVAL_S:
+                return dict(self._st)
             self.run.save_status(self._st, heartbeat=True)
+            self._written = now
             return dict(self._st)
 
     def _mark_step(self, changes: dict[str, Any]) -> None:

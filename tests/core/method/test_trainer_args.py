@@ -87,3 +87,25 @@ def test_trl_configs_take_our_arguments():
         )
         known = {f.name for f in dataclasses.fields(trl_compat.trainer_classes(objective).config)}
         assert set(kw) <= known, (objective, set(kw) - known)
+
+
+@pytest.mark.parametrize(
+    ("objective", "batch", "packing"),
+    [("sft", 4, False), ("sft", 1, False), ("sft", 4, True), ("dpo", 4, False)],
+)
+def test_sft_batches_group_rows_by_length(objective, batch, packing, tmp_path):
+    """Length-grouped batches where they cut padding: SFT, more than one row a batch, not
+    packed (packing needs FlashAttention; without it the run is grouped instead)."""
+    cfg = _cfg(objective)
+    cfg.train.micro_batch_size = batch
+    cfg.train.packing = packing
+    hw, prec = (GPU_BF16, "bf16") if packing else (CPU, "fp32")
+    kw = trainer_args.trainer_kwargs(cfg, output_dir=tmp_path, hw=hw, precision=prec, has_eval=False)
+    expected = objective == "sft" and batch > 1 and not kw.get("packing")
+    assert (kw.get("train_sampling_strategy") == "group_by_length") is expected
+    if expected and hw is CPU:  # (a bf16 config cannot be built on a machine without a GPU)
+        args = trl_compat.make_config(trl_compat.trainer_classes(objective), **kw)
+        assert args.train_sampling_strategy == "group_by_length"
+    cfg.train.group_by_length = False
+    kw = trainer_args.trainer_kwargs(cfg, output_dir=tmp_path, hw=hw, precision=prec, has_eval=False)
+    assert "train_sampling_strategy" not in kw

@@ -59,3 +59,18 @@ def test_the_time_of_the_last_step_and_the_usual_step_time_are_recorded(tmp_path
     clock[0] = 1010.0
     writer.update(step=12, eta_s=5)  # the same step again: not a new step
     assert writer.get("last_step_at") == 1004.0
+
+
+def test_per_step_progress_is_written_at_most_once_a_second(tmp_path):
+    """Throttled updates stay in memory until a second has passed; a state change never waits."""
+    run = Run(tmp_path)
+    w = StatusWriter(run)
+    w.update(state="training", step=0)
+    w.update(throttle=True, step=1)
+    assert run.status()["step"] == 0  # too soon after the last write
+    assert w.get("step") == 1  # but kept: the next write or heartbeat carries it
+    w.update(state="stopping", step=2)
+    assert run.status()["step"] == 2 and run.status()["state"] == "stopping"
+    w._written -= 2.0  # a second and more later
+    w.update(throttle=True, step=3)
+    assert run.status()["step"] == 3
