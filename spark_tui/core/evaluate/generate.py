@@ -29,11 +29,7 @@ def generate_answers(
     Prompts of similar length share a `generate` call (left-padded, KV cache on),
     up to `batch_size` per call; the answers come back in the prompts' order.
     """
-    enc = Encoder(models, max_length=1 << 30)
-    texts = [enc.prompt_text(p) for p in prompts]
-    gen_cfg = generation_config(
-        models.tokenizer, models.stop_ids, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens
-    )
+    texts, gen_cfg = _greedy(models, prompts, max_new_tokens)
     with models.use(side) as model:
         return _generate(models, model, texts, gen_cfg, batch_size, on_batch)
 
@@ -52,17 +48,24 @@ def generate_both(
     PEFT's mixed-adapter batches (`RunModels.use_mixed`) let the base rows and the
     tuned rows share those reads: nearly half the time of answering side by side.
     """
-    enc = Encoder(models, max_length=1 << 30)
-    texts = [enc.prompt_text(p) for p in prompts]
-    gen_cfg = generation_config(
-        models.tokenizer, models.stop_ids, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens
-    )
+    texts, gen_cfg = _greedy(models, prompts, max_new_tokens)
     with models.use_mixed() as (model, adapter):
         both = _generate(
             models, model, texts + texts, gen_cfg, 2 * batch_size, on_batch,
             adapter_names=[adapter] * len(texts) + ["__base__"] * len(texts),
         )  # fmt: skip
     return {"tuned": both[: len(texts)], "base": both[len(texts) :]}
+
+
+def _greedy(
+    models: RunModels, prompts: Sequence[list[dict[str, str]]], max_new_tokens: int
+) -> tuple[list[str], Any]:
+    """The prompts rendered with the run's template, and a greedy generation config."""
+    enc = Encoder(models, max_length=1 << 30)
+    gen_cfg = generation_config(
+        models.tokenizer, models.stop_ids, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens
+    )
+    return [enc.prompt_text(p) for p in prompts], gen_cfg
 
 
 def _generate(
