@@ -83,7 +83,8 @@ def run_ours(data: Path, steps: int, env: dict[str, str]) -> dict:
         "tokens": tokens,
         "runtime": st["summary"]["train_runtime"],
         "settings": f"micro-batch {cfg.train.micro_batch_size}, gradient checkpointing "
-        f"{'on' if cfg.train.gradient_checkpointing else 'off'}, group_by_length "
+        f"{st.get('gradient_checkpointing', cfg.train.gradient_checkpointing)} "
+        f"({cfg.train.gradient_checkpointing}), group_by_length "
         f"{'on' if cfg.train.group_by_length else 'off'}, precision {cfg.train.precision}",
     }
 

@@ -44,6 +44,9 @@ def make_config(steps: int):
     cfg.train.save_steps = 1000  # neither side checkpoints mid-run
     cfg.data.val_fraction = 0.0
     cfg.train.eval_steps = 0
+    # Spelled out so the plain side can take the same values ("auto" is the engine's to decide).
+    cfg.train.gradient_checkpointing = "on"
+    cfg.train.logging_steps = 1
     return cfg
 
 
@@ -76,7 +79,7 @@ def plain_trl(data_dir: str, steps: int, out: str) -> None:
         warmup_steps=t.warmup_ratio,
         per_device_train_batch_size=t.micro_batch_size,
         gradient_accumulation_steps=t.grad_accum,
-        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing=t.gradient_checkpointing == "on",
         bf16=False,
         use_cpu=not torch.cuda.is_available(),
         logging_steps=t.logging_steps,

@@ -38,6 +38,8 @@ Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 ReportTo = Literal["none", "tensorboard", "wandb", "mlflow"]
 ChatTemplate = Literal["auto", "chatml", "llama3"]
 RefHandling = Literal["auto", "adapter_disabled", "copy", "precompute"]
+# "auto": on only when the run would not fit without it (core/memory/estimator).
+Checkpointing = Literal["auto", "on", "off"]
 DataFormat = Literal[
     "auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text",
     "preference", "kto",
@@ -128,12 +130,13 @@ class TrainConfig:
     grad_accum: int = 1
     optimizer: Optimizer = "adamw"
     precision: Precision = "auto"
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: Checkpointing = "auto"
     packing: bool = False
     group_by_length: bool = True  # SFT: rows of similar length share a batch (less padding)
     neftune_alpha: float = 0.0
     seed: int = 42
-    logging_steps: int = 1
+    logging_steps: int = 0  # 0 = auto: every step on a CPU, up to every 10 on a GPU
+    liger_kernel: bool = True  # Liger's fused kernels for SFT on a CUDA GPU, when installed
     eval_steps: int = 0  # 0 = evaluate at the end only
     save_steps: int = 50
     save_total_limit: int = 2
@@ -256,8 +259,13 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
     """A run.toml written by an older version, in today's keys, training the same thing.
 
     Before SimPO had its own β, `preference.simpo_gamma` held the γ/β ratio and
-    SimPO trained with the shared `preference.beta`.
+    SimPO trained with the shared `preference.beta`.  Before "auto",
+    `train.gradient_checkpointing` was true or false ("on" or "off" now).
     """
+    train = data.get("train")
+    if isinstance(train, dict) and isinstance(train.get("gradient_checkpointing"), bool):
+        train = {**train, "gradient_checkpointing": "on" if train["gradient_checkpointing"] else "off"}
+        data = {**data, "train": train}
     pref = data.get("preference")
     if not isinstance(pref, dict) or "simpo_gamma" not in pref:
         return data
@@ -369,7 +377,7 @@ _RANGES: dict[str, tuple[float | None, float | None]] = {
     "micro_batch_size": (1, 4096),
     "grad_accum": (1, 65536),
     "neftune_alpha": (0.0, 100.0),
-    "logging_steps": (1, None),
+    "logging_steps": (0, None),
     "save_steps": (1, None),
     "epochs": (0.0, 1000.0),
     "beta": (0.0, 100.0),

@@ -30,7 +30,7 @@ def test_questions_build_the_config(monkeypatch):
     cfg = quickstart.ask_config()
     assert cfg.model.id == "default" and cfg.data.path == "default"
     assert cfg.method.objective == "dpo" and cfg.method.adapter == "qlora"
-    assert cfg.train.max_steps == 12 and cfg.lora.r == 8  # the quick preset
+    assert cfg.train.max_steps == 12 and cfg.lora.r == 16  # the quick preset
 
 
 def test_ctrl_c_changes_nothing(monkeypatch, spark_home, capsys):

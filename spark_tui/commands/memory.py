@@ -39,11 +39,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"])
     p.add_argument("--reference", choices=["auto", "adapter_disabled", "copy", "precompute"])
     p.add_argument(
+        "--gradient-checkpointing",
+        dest="checkpointing",
+        choices=["auto", "on", "off"],
+        help="auto (the default): off when the run fits without it on this machine",
+    )
+    p.add_argument(
         "--no-gradient-checkpointing",
         dest="checkpointing",
-        action="store_false",
-        default=None,
-        help="estimate without gradient checkpointing",
+        action="store_const",
+        const="off",
+        help="estimate without gradient checkpointing (= --gradient-checkpointing off)",
     )
     p.add_argument(
         "--target",
@@ -110,9 +116,6 @@ def run_estimate(
             f"no architecture for {cfg.model.id!r}: {where or 'unknown model'}. "
             "Pick a catalogue model (`spark-tui model list`) or a local folder."
         )
-    est = estimate_config(cfg, arch=arch, target=target)
-    if where:
-        est.notes.insert(0, f"Architecture: {where}.")
     if args.budget_gb:
         from spark_tui.core.model.hardware import Budget
 
@@ -120,6 +123,9 @@ def run_estimate(
         budget: Any = Budget(b, f"--budget-gb {args.budget_gb:g}", target, b, 0)
     else:
         budget = probe
+    est = estimate_config(cfg, arch=arch, target=target, hardware=budget)
+    if where:
+        est.notes.insert(0, f"Architecture: {where}.")
     return cfg, verdict(est, budget), probe
 
 

@@ -54,7 +54,8 @@ Peak memory ≈ weights + adapters + gradients + optimizer states + activations 
 | LoRA (16-bit base) | ~2 | 8B easily |
 | QLoRA (4-bit NF4) | ~0.55 | **70B** |
 
-* **Gradient checkpointing** recomputes activations in the backward pass: ~30 % slower, far less memory.
+* **Gradient checkpointing** recomputes activations in the backward pass: ~20–30 % slower, far
+  less memory. On *auto* (the default) it is used only when the run would not fit without it.
 * **Paged 8-bit optimizers** move optimizer state out of the way when memory spikes.
 * **DGX Spark has unified memory**: the GPU and the CPU share 128 GB. `nvidia-smi` shows no GPU
   memory there, so budget against system memory. The **page cache** (files read recently) holds

@@ -11,7 +11,7 @@ from textual.widgets.option_list import Option
 from spark_tui.core.base.errors import SparkError
 from spark_tui.core.memory import fit, suggestions
 from spark_tui.core.memory.breakdown import fmt_gb
-from spark_tui.core.memory.estimator import estimate_config
+from spark_tui.core.memory.estimator import checkpointing_note, estimate_config
 from spark_tui.core.memory.headroom import STATUS_LABELS
 from spark_tui.core.model import hardware, sysmem
 from spark_tui.screens.base import StepScreen
@@ -138,6 +138,9 @@ class MemoryScreen(StepScreen):
             ol.add_option(Option(f"⚠ {w}", disabled=True))
         if ol.option_count == 0:
             ol.add_option(Option("None needed: this run fits as it is.", disabled=True))
+        note = checkpointing_note(verdict.estimate)
+        if note:
+            ol.add_option(Option(f"ℹ {note}", disabled=True))
         self.query_one("#drop-cache", Button).set_class(
             verdict.drop_cache_hint and probe.unified_memory, "visible"
         )

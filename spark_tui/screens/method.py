@@ -50,11 +50,16 @@ TRAIN_FIELDS = [
     Field("train.grad_accum", "Grad accumulation"),
     Field("train.optimizer", "Optimizer", _choices(choices.OPTIMIZERS)),
     Field("train.precision", "Precision", _choices(choices.PRECISIONS), recommended="auto"),
-    Field("train.gradient_checkpointing", "Grad checkpointing", recommended=True),
+    Field(
+        "train.gradient_checkpointing",
+        "Grad checkpointing",
+        _choices(choices.CHECKPOINTING),
+        recommended="auto",
+    ),
     Field("train.packing", "Packing"),
     Field("train.neftune_alpha", "NEFTune alpha (0=off)"),
     Field("train.seed", "Seed"),
-    Field("train.logging_steps", "Log every N steps"),
+    Field("train.logging_steps", "Log every N (0=auto)"),
     Field("train.eval_steps", "Eval every N (0=end)"),
     Field("train.save_steps", "Checkpoint every N"),
     Field("train.report_to", "Also report to", _choices(choices.REPORT_TO), recommended="none"),
@@ -199,8 +204,13 @@ class MethodScreen(StepScreen):
     def update_estimate(self) -> None:
         try:
             est = estimate_config(self.app.config, hardware=getattr(self.app, "probe", None))
-            text = f"Memory estimate: {fmt_gb(est.total)} peak ({est.settings.method}) · " \
-                   f"{est.params_trainable:,} trainable parameters"
+            gc = "on" if est.settings.gradient_checkpointing else "off"
+            if self.app.config.train.gradient_checkpointing == "auto":
+                gc += " (auto)"
+            n = est.params_trainable
+            trainable = f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n:,}"
+            text = f"Memory estimate: {fmt_gb(est.total)} ({est.settings.method}) · " \
+                   f"{trainable} trainable · checkpointing {gc}"
         except SparkError as exc:
             text = f"Memory estimate unavailable: {exc}"
         self.est_text = text

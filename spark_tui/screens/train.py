@@ -22,6 +22,7 @@ from spark_tui.core.train import runs
 from spark_tui.core.train.curves import Curves
 from spark_tui.screens.base import StepScreen
 from spark_tui.widgets.charts import LossChart, MetricChart
+from spark_tui.widgets.first_look import FirstLookPanel
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -50,6 +51,12 @@ def status_line(st: dict[str, Any], last: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+# Charts are redrawn at most this often: plotext builds each figure on the UI
+# thread, and a key pressed during a build waits for it (bench/ui_latency.py).
+CHART_MIN_INTERVAL_S = 1.0
+CHART_AFTER_RESUME_S = 0.1  # a covered screen's charts wait for its first paint
+
+
 class TrainScreen(StepScreen):
     STEP = "train"
     FOCUS_NEXT_WHEN_READY = True
@@ -67,6 +74,10 @@ class TrainScreen(StepScreen):
     TrainScreen #train-charts { height: 1fr; min-height: 8; }
     TrainScreen #loss-chart { width: 2fr; }
     TrainScreen #side-charts { width: 1fr; }
+    TrainScreen #first-look { display: none; }
+    TrainScreen #train-charts.looked #side-charts { display: none; }
+    TrainScreen #train-charts.looked #first-look { display: block; }
+    TrainScreen #train-charts.looked #loss-chart { width: 1fr; }
     TrainScreen #train-message { height: auto; max-height: 3; }
     TrainScreen #train-message.failed { color: $error; }
     TrainScreen #train-log { height: 4; border-top: solid $panel; }
@@ -78,6 +89,8 @@ class TrainScreen(StepScreen):
         self.curves = Curves()
         self.metrics: list[dict[str, Any]] = self.curves.rows
         self.updates = 0
+        self._charts_at = 0.0  # monotonic time of the last chart drawing
+        self._charts_waiting = False  # a timer will draw them, or the screen's resume
 
     def compose_body(self) -> ComposeResult:
         yield Static("Waiting for the training process…", id="train-status")
@@ -87,6 +100,7 @@ class TrainScreen(StepScreen):
             with Vertical(id="side-charts"):
                 yield MetricChart(title="learning rate", id="lr-chart")
                 yield MetricChart(title="grad norm", id="side-chart")
+            yield FirstLookPanel(id="first-look")  # replaces the side charts once finished
         yield from self.compose_gauges()
         yield Static("", id="train-message")
         yield RichLog(id="train-log", max_lines=500, wrap=False, markup=False)
@@ -124,12 +138,14 @@ class TrainScreen(StepScreen):
         if (bar.total, bar.progress) != (total, step):
             bar.update(total=total, progress=step)
         if up.metrics or up.reset:
-            self._draw_charts()
+            self._request_charts()
         if up.log:
             log = self.query_one("#train-log", RichLog)
             for line in up.log.splitlines():
                 if line.strip():
                     log.write(line[-400:])
+        if self.state == "finished":
+            self._first_look()
         failed, text = self._message(st)
         msg = self.query_one("#train-message", Static)
         if msg.has_class("failed") != failed:
@@ -162,7 +178,48 @@ class TrainScreen(StepScreen):
             return False, f"Finished: {st.get('output', '')}. Next ▶ evaluates it."
         return False, ""
 
+    def _request_charts(self) -> None:
+        """Draw the charts now, or once when it is their turn: at most once a second, and
+        not while another screen (Help) covers this one."""
+        if self._charts_waiting:
+            return
+        wait = self._charts_at + CHART_MIN_INTERVAL_S - time.monotonic()
+        if self.app.screen is not self:
+            self._charts_waiting = True  # on_screen_resume draws them
+        elif wait > 0:
+            self._charts_waiting = True
+            self.set_timer(wait, self._charts_due)
+        else:
+            self._draw_charts()
+
+    def _charts_due(self) -> None:
+        self._charts_waiting = False
+        self._request_charts()
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        if self._charts_waiting:
+            self.set_timer(CHART_AFTER_RESUME_S, self._charts_due)
+        if self.state == "finished":
+            self._first_look()  # picks up a look cancelled when the screen was left
+
+    def on_screen_suspend(self) -> None:
+        self.query_one("#first-look", FirstLookPanel).pause()
+
+    def _first_look(self) -> None:
+        """Next to the curve: what the finished run changed (core/evaluate/first_look)."""
+        from spark_tui.core.evaluate.first_look import wanted
+
+        run = self._run()
+        charts = self.query_one("#train-charts")
+        if run is None or not wanted(run):
+            charts.remove_class("looked")
+            return
+        charts.add_class("looked")
+        self.query_one("#first-look", FirstLookPanel).start(run)
+
     def _draw_charts(self) -> None:
+        self._charts_at = time.monotonic()
         c = self.curves
         self.query_one("#loss-chart", LossChart).set_curves(c)
         self.query_one("#lr-chart", MetricChart).set_series([("lr", *c.points("learning_rate"))])

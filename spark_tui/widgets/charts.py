@@ -11,11 +11,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.console import RenderableType
+from rich.text import Text
 from textual_plotext import PlotextPlot
 
 from spark_tui.core.train.curves import Curves, downsample
 
 Series = tuple[str, Sequence[float], Sequence[float]]  # (label, xs, ys)
+# Below this many points a series is listed, not plotted: plotext would stretch one or
+# two points over an axis range it invents.
+FEW_POINTS = 3
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.4g}"
+
+
+def points_text(title: str, xlabel: str, series: Sequence[Series]) -> Text:
+    """A chart with few points, as text: the title, then `label  step 2: 3.93` per point."""
+    text = Text(title, style="bold")
+    for label, xs, ys in series:
+        for x, y in zip(xs, ys, strict=False):
+            text.append(f"\n{label}  {xlabel} {_num(x)}: {_num(y)}")
+    if not series:
+        text.append("\nno points yet", style="dim")
+    return text
 
 
 class MetricChart(PlotextPlot):
@@ -32,6 +52,7 @@ class MetricChart(PlotextPlot):
         self.ylog = ylog
         self._series: list[Series] = []
         self.points_drawn = 0
+        self._few: Text | None = None  # the points as text, while there are few
 
     def set_series(self, series: list[Series]) -> None:
         self._series = [s for s in series if len(s[1])]
@@ -49,7 +70,12 @@ class MetricChart(PlotextPlot):
     def on_resize(self) -> None:
         self.plot()
 
+    def render(self) -> RenderableType:
+        return self._few if self._few is not None else super().render()
+
     def plot(self) -> None:
+        few = all(len(xs) < FEW_POINTS for _label, xs, _ys in self._series)
+        self._few = points_text(self.title, self.xlabel, self._series) if few else None
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()

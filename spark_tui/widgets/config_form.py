@@ -44,6 +44,8 @@ class ConfigForm(VerticalScroll):
     ConfigForm .form-editor { width: 24; }
     ConfigForm Input.form-editor { width: 24; }
     ConfigForm .form-error { width: 1fr; color: $error; padding: 0 1; }
+    ConfigForm Switch.form-editor { width: 8; height: 1; border: none; padding: 0; }
+    ConfigForm .form-state { width: 4; padding: 0 0 0 1; }
     """
 
     class Changed(Message):
@@ -70,6 +72,10 @@ class ConfigForm(VerticalScroll):
                 star = " ★" if f.recommended is not None and self.config.get(f.key) == f.recommended else ""
                 yield Label(f.label + star, classes="form-label")
                 yield self._editor(f)
+                if isinstance(self.config.get(f.key), bool) and f.choices is None:
+                    # A one-row switch is a bare bar: the word says which way it is set.
+                    yield Label(_on_off(self.config.get(f.key)), id=field_id(f.key) + "-state",
+                                classes="form-state")  # fmt: skip
                 yield Static("", id=field_id(f.key) + "-err", classes="form-error")
 
     def _editor(self, f: Field) -> Widget:
@@ -99,6 +105,7 @@ class ConfigForm(VerticalScroll):
                     w.value = value
                 elif isinstance(w, Switch):
                     w.value = bool(value)
+                    self._show_state(w, bool(value))
                 elif isinstance(w, Input):
                     w.value = _fmt_float(value) if isinstance(value, float) else str(value)
                 self.query_one("#" + field_id(f.key) + "-err", Static).update("")
@@ -150,7 +157,13 @@ class ConfigForm(VerticalScroll):
     @on(Switch.Changed)
     def _switch_changed(self, event: Switch.Changed) -> None:
         event.stop()
+        self._show_state(event.switch, event.value)
         self._apply(event.switch, event.value)
+
+    def _show_state(self, switch: Switch, value: bool) -> None:
+        for label in self.query(f"#{switch.id}-state"):
+            if isinstance(label, Label):
+                label.update(_on_off(value))
 
     def on_descendant_focus(self, event) -> None:
         key = self._key_of(event.widget)
@@ -164,6 +177,10 @@ class ConfigForm(VerticalScroll):
             if text.strip():
                 out[f.key] = text
         return out
+
+
+def _on_off(value: Any) -> str:
+    return "on" if value else "off"
 
 
 def _fmt_float(v: float) -> str:

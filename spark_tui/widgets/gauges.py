@@ -30,8 +30,20 @@ from spark_tui.core.model import usage
 Sampler = Callable[[int | None], usage.Sample]
 
 
+VALUE_CHARS = 23  # the value column's width less its padding: a reading never clips
+
+
 def _gb(n: float | None) -> str:
     return "n/a" if n is None else f"{n / 1e9:.1f} GB"
+
+
+def used_of(used: float | None, total: float, cache: float = 0) -> str:
+    """ "3.7 / 25 GB +3 cache": used of total in one unit; the cache only where it fits."""
+    u = (used or 0) / 1e9
+    text = f"{u:.0f}" if u >= 100 else f"{u:.1f}"
+    text += f" / {total / 1e9:.0f} GB"
+    extra = f" +{cache / 1e9:.0f} cache" if cache else ""
+    return text + extra if len(text + extra) <= VALUE_CHARS else text
 
 
 class Gauge(Horizontal):
@@ -53,7 +65,7 @@ class Gauge(Horizontal):
         width: 22;
     }
     Gauge > .gauge--value {
-        width: 20;
+        width: 24;
         padding-left: 1;
     }
     Gauge > Sparkline {
@@ -221,10 +233,9 @@ class MemoryGauges(Vertical):
         self.samples_taken += 1
         mem = self.query_one("#gauge-mem", Gauge)
         mem.set_label("Unified memory" if s.unified_memory else "System memory")
-        cache = f" (+{s.page_cache / 1e9:.0f} cache)" if s.page_cache else ""
         mem.update_value(
             s.mem_fraction if s.mem_total else None,
-            f"{_gb(s.mem_used)} / {s.mem_total / 1e9:.0f}{cache}",
+            used_of(s.mem_used, s.mem_total, s.page_cache),
         )
         for g in s.gpus:
             self._update_gpu(g, unified=s.unified_memory)
@@ -256,7 +267,7 @@ class MemoryGauges(Vertical):
             mem = self._gpu_gauge(f"gpu{n}-mem", f"GPU{n} memory", 0.80, 0.92)
             mem.update_value(
                 (g.memory_used or 0) / g.memory_total,
-                f"{_gb(g.memory_used)} / {g.memory_total / 1e9:.0f}",
+                used_of(g.memory_used, g.memory_total),
             )
         elif not unified and f"gpu{n}-mem" in self._gpu_rows:
             self.query_one(f"#gauge-gpu{n}-mem", Gauge).update_value(None, "not reported")

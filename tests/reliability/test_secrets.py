@@ -39,7 +39,7 @@ def _tiny_cfg(tmp_path: Path) -> RunConfig:
     cfg.train.max_steps = 3
     cfg.train.save_steps = 2  # one checkpoint: trainer_state.json, training_args.bin, rng state
     cfg.train.micro_batch_size = 1
-    cfg.train.gradient_checkpointing = False
+    cfg.train.gradient_checkpointing = "off"
     cfg.lora.r = 8
     cfg.lora.alpha = 16
     return cfg

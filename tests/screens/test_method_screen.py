@@ -24,8 +24,8 @@ async def test_preset_applies_and_estimate_shows(spark_home):
         screen.query_one("#preset", Select).value = "quick"
         await pilot.pause()
         await app.workers.wait_for_complete()
-        assert app.config.train.max_steps == 30 and app.config.lora.r == 8
-        assert screen.query_one("#f-lora-r", Input).value == "8"
+        assert app.config.train.max_steps == 30 and app.config.lora.r == 16
+        assert screen.query_one("#f-lora-r", Input).value == "16"
 
 
 async def test_bad_value_blocks_next_and_names_field(spark_home):

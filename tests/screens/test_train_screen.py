@@ -44,7 +44,8 @@ async def test_train_screen_follows_quits_reattaches_and_stops(spark_home, defau
             assert isinstance(screen, TrainScreen)
             await wait_until(pilot, lambda: _losses(screen.metrics) >= 2, 300, "two logged losses")
             assert screen.query_one("#train-progress", ProgressBar).progress >= 2
-            assert screen.query_one("#loss-chart", LossChart).points_drawn >= 2
+            chart = screen.query_one("#loss-chart", LossChart)  # drawn at most once a second
+            await wait_until(pilot, lambda: chart.points_drawn >= 2, 10, "the chart to draw them")
             seen_before_quit = _losses(screen.metrics)
         # 2. The process keeps training without any TUI.
         assert run.status()["state"] in names.ACTIVE_STATES

@@ -159,3 +159,14 @@ async def test_no_gpu_means_no_gpu_rows() -> None:
         await _wait_samples(pilot, gauges, 2)
         assert [g.id for g in gauges.query(Gauge)] == ["gauge-mem", "gauge-proc"]
         assert gauges.has_class("-compact")
+
+
+def test_readings_fit_the_value_column_with_their_unit():
+    from spark_tui.widgets.gauges import VALUE_CHARS, used_of
+
+    assert used_of(3.7e9, 25e9, 3e9) == "3.7 / 25 GB +3 cache"
+    assert used_of(118.3e9, 128e9, 15e9) == "118 / 128 GB +15 cache"
+    assert used_of(None, 80e9) == "0.0 / 80 GB"
+    for used, total, cache in [(999.9e9, 1024e9, 999e9), (12345e9, 99999e9, 5e9), (1e8, 8e9, 0)]:
+        text = used_of(used, total, cache)
+        assert len(text) <= VALUE_CHARS and "GB" in text

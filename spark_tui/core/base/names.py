@@ -22,6 +22,7 @@ DATA_REPORT = "data_report.json"  # what preparation kept, dropped and why
 DATA_SOURCES = "sources.json"  # fingerprints of the data sources at first preparation
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files when that tracker is on
 EVAL_FILE = "eval.json"  # the Evaluate step's scores
+FIRST_LOOK_FILE = "first_look.json"  # what the Train screen shows when a run finishes
 AB_REVIEW_FILE = "ab_review.json"  # blind A/B picks
 MERGED_DIR = "merged"  # adapter merged into the base weights (Deploy)
 GGUF_DIR = "gguf"  # exported GGUF files (Deploy)

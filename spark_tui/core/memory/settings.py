@@ -44,6 +44,20 @@ CONFIG_KEYS = {
 }
 
 
+def to_config_value(name: str, value: Any) -> Any:
+    """A Settings field's value as its run.toml key takes it (checkpointing: "on"/"off")."""
+    if name == "gradient_checkpointing":
+        return "on" if value else "off"
+    return value
+
+
+def from_config_value(name: str, value: Any) -> Any:
+    """A run.toml value as the Settings field `name` holds it."""
+    if name == "gradient_checkpointing":
+        return value != "off" if isinstance(value, str) else bool(value)
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything about a run that changes its memory, besides the architecture."""
@@ -148,7 +162,8 @@ def settings_from_config(cfg: RunConfig, target: str = "gpu") -> Settings:
         max_length=cfg.data.max_length,
         micro_batch=cfg.train.micro_batch_size,
         grad_accum=cfg.train.grad_accum,
-        gradient_checkpointing=cfg.train.gradient_checkpointing,
+        # "auto" counts as on here; estimator.estimate_config decides it against a machine.
+        gradient_checkpointing=cfg.train.gradient_checkpointing != "off",
         lora_r=cfg.lora.r,
         lora_dropout=cfg.lora.dropout,
         target_modules=cfg.lora.target_modules,

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 from spark_tui.core.memory.breakdown import GB, Estimate
 from spark_tui.core.memory.estimator import estimate
 from spark_tui.core.memory.headroom import STATUS_RANK, as_budget, classify
-from spark_tui.core.memory.settings import CONFIG_KEYS, Settings
+from spark_tui.core.memory.settings import (
+    CONFIG_KEYS,
+    Settings,
+    from_config_value,
+    to_config_value,
+)
 from spark_tui.core.model import catalog
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,7 +72,7 @@ def _changes_for(old: Settings, new: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):
         if getattr(old, f.name) != getattr(new, f.name) and f.name in CONFIG_KEYS:
-            out[CONFIG_KEYS[f.name]] = getattr(new, f.name)
+            out[CONFIG_KEYS[f.name]] = to_config_value(f.name, getattr(new, f.name))
     return out
 
 
@@ -236,7 +241,9 @@ def suggest(est: Estimate, budget: Budget | HardwareProbe | int) -> list[Suggest
 
 def _apply_to_settings(s: Settings, changes: dict[str, Any]) -> Settings:
     back = {v: k for k, v in CONFIG_KEYS.items()}
-    return replace(s, **{back[k]: v for k, v in changes.items() if k in back})
+    return replace(
+        s, **{back[k]: from_config_value(back[k], v) for k, v in changes.items() if k in back}
+    )
 
 
 def apply_suggestion(cfg: RunConfig, suggestion: Suggestion | dict[str, Any]) -> RunConfig:

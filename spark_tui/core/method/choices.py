@@ -99,6 +99,12 @@ SCHEDULERS: dict[str, str] = {
     "constant_with_warmup": "Warm up, then keep the learning rate fixed.",
 }
 
+CHECKPOINTING: dict[str, str] = {
+    "auto": "Only when the run would not fit without it (the Memory step says which).",
+    "on": "Always: keeps one tensor per layer, recomputes the rest (~20-30 % slower).",
+    "off": "Never: every activation is kept; fastest, most memory.",
+}
+
 REPORT_TO: dict[str, str] = {
     "none": "Only spark-tui's own metrics.jsonl.",
     "tensorboard": "Also write TensorBoard event files into the run folder.",
@@ -125,12 +131,13 @@ FIELD_HELP: dict[str, str] = {
     "train.grad_accum": "Micro-batches summed per optimizer step: effective batch = micro x accum.",
     "train.optimizer": "AdamW, or 8-bit AdamW (bitsandbytes, GPU) to save optimizer memory.",
     "train.precision": "Number format for training; auto picks the best the hardware supports.",
-    "train.gradient_checkpointing": "Recompute activations in the backward pass: much less memory, ~20 % slower.",
+    "train.gradient_checkpointing": "Recompute activations in the backward pass: much less memory, ~20-30 % slower; auto = only when needed.",
     "train.packing": "Pack several short examples into one sequence: faster on short rows.",
     "train.group_by_length": "SFT: batch rows of similar length together: little padding, faster.",
     "train.neftune_alpha": "NEFTune: noise on embeddings while training (5-15 helps chat; 0 = off).",
     "train.seed": "Random seed: the same seed and data give the same run.",
-    "train.logging_steps": "Write metrics every N steps.",
+    "train.logging_steps": "Write metrics every N steps (0 = auto: every step on a CPU, up to every 10 on a GPU).",
+    "train.liger_kernel": "SFT on a CUDA GPU: Liger's fused kernels when liger-kernel is installed (less memory, faster).",
     "train.eval_steps": "Evaluate on the validation set every N steps (0 = at the end only).",
     "train.save_steps": "Save a resumable checkpoint every N steps.",
     "train.save_total_limit": "Keep only the newest N checkpoints.",

@@ -1,14 +1,17 @@
 """The keyword arguments of the TRL config for each objective, and the steps a run takes.
 
-Also the settings that depend on what is installed here: the transformers
-optimizer name (8-bit AdamW needs CUDA and bitsandbytes) and the trackers to
-report to (a missing package is skipped with a note for the log).
+Also the settings that depend on the hardware and on what is installed here:
+the transformers optimizer name (8-bit AdamW needs CUDA and bitsandbytes), the
+trackers to report to (a missing package is skipped with a note for the log),
+the logging cadence and the data loader (a GPU step is cheap enough that a log
+or a host-side collate every step shows), and Liger's fused kernels.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +77,61 @@ def report_to(cfg: RunConfig) -> tuple[list[str], str]:
     return [choice], ""
 
 
+# On a GPU each log reads the loss back from the device (a sync that stalls the
+# queued kernels): log at most every this many steps there, ~100 points per run.
+GPU_LOG_EVERY_MAX = 10
+GPU_LOG_POINTS = 100
+
+
+def logging_every(cfg: RunConfig, device: str, total_steps: int) -> int:
+    """train.logging_steps, with 0 ("auto") resolved: every step on a CPU, sparser on a GPU."""
+    if cfg.train.logging_steps > 0:
+        return cfg.train.logging_steps
+    if device != "cuda":
+        return 1
+    return max(1, min(GPU_LOG_EVERY_MAX, total_steps // GPU_LOG_POINTS))
+
+
+def checkpointing_default(cfg: RunConfig) -> bool:
+    """Whether a run checkpoints when no memory estimate decided "auto" (then: on, the safe side)."""
+    return cfg.train.gradient_checkpointing != "off"
+
+
+def dataloader_kwargs(hw: Hardware) -> dict[str, Any]:
+    """Loader workers and pinned memory on a GPU; none on a CPU, where workers compete with the step.
+
+    Rows are tokenized before training, so a worker only collates and pads; two
+    (four on a big host) keep the next batch ready while the GPU computes.
+    """
+    if hw.device != "cuda":
+        return {"dataloader_num_workers": 0, "dataloader_pin_memory": False}
+    workers = 4 if (os.cpu_count() or 1) >= 16 else 2
+    return {
+        "dataloader_num_workers": workers,
+        "dataloader_pin_memory": True,
+        "dataloader_persistent_workers": True,
+        "dataloader_prefetch_factor": 2,
+    }
+
+
+def liger_choice(cfg: RunConfig, hw: Hardware, model_type: str | None) -> tuple[bool, str]:
+    """(use Liger, note).  Liger's Triton kernels (fused linear cross-entropy, RMSNorm,
+    RoPE, SwiGLU) cut SFT memory and time on a CUDA GPU; only for the model
+    types liger-kernel patches, and only for SFT (TRL's preference trainers
+    use their own Liger losses with other limits)."""
+    if not cfg.train.liger_kernel or hw.device != "cuda" or cfg.method.objective != "sft":
+        return False, ""
+    if importlib.util.find_spec("liger_kernel") is None:
+        return False, "Liger kernels: not installed (`pip install liger-kernel` speeds up SFT on a GPU)"
+    try:
+        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+    except Exception as exc:  # a liger-kernel that moved its table
+        return False, f"Liger kernels: not used ({type(exc).__name__}: {exc})"
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        return False, f"Liger kernels: no kernels for model type {model_type!r}; not used"
+    return True, "Liger kernels on (fused linear cross-entropy, RMSNorm, RoPE, SwiGLU)"
+
+
 def estimate_total_steps(cfg: RunConfig, n_train_rows: int) -> int:
     """Optimizer steps the run will take (max_steps, or epochs x batches)."""
     if cfg.train.max_steps > 0:
@@ -91,8 +149,14 @@ def trainer_kwargs(
     precision: str,
     has_eval: bool,
     notes: list[str] | None = None,
+    checkpointing: bool | None = None,
+    total_steps: int | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for the TRL config of `cfg.method.objective`."""
+    """Keyword arguments for the TRL config of `cfg.method.objective`.
+
+    `checkpointing`: what the memory estimate decided for "auto" (None: on
+    unless the config says "off").  `total_steps`: for the GPU logging cadence.
+    """
     notes = notes if notes is not None else []
     t = cfg.train
     p = cfg.preference
@@ -112,7 +176,7 @@ def trainer_kwargs(
         )
         batch = 2
 
-    gc = t.gradient_checkpointing
+    gc = checkpointing_default(cfg) if checkpointing is None else checkpointing
     if gc and cfg.method.adapter in ("prefix_tuning", "prompt_tuning"):
         notes.append(
             "gradient checkpointing is off for prompt/prefix tuning (PEFT does not support it)"
@@ -139,7 +203,7 @@ def trainer_kwargs(
         "seed": t.seed,
         "data_seed": t.seed,
         "logging_strategy": "steps",
-        "logging_steps": t.logging_steps,
+        "logging_steps": logging_every(cfg, hw.device, total_steps or 0),
         "logging_first_step": True,
         # Report NaN/inf losses as they are (the default averages them away and
         # would hide a diverging run from our guard).
@@ -155,7 +219,7 @@ def trainer_kwargs(
         "save_only_model": False,
         "report_to": reporters,
         "disable_tqdm": True,
-        "dataloader_num_workers": 0,
+        **dataloader_kwargs(hw),
         "neftune_noise_alpha": t.neftune_alpha if t.neftune_alpha > 0 else None,
         "max_length": cfg.data.max_length,
         "dataset_num_proc": None,

@@ -136,7 +136,7 @@ def axolotl_config(
         cfg.model.chat_template, cfg.model.chat_template
     )
     out.update(dataset_prepared_path="last_run_prepared", output_dir=output_dir)
-    out.update(common_keys(cfg, "axolotl"))
+    out.update(common_keys(cfg, "axolotl", facts, notes))
     out["excess_length_strategy"] = "truncate"  # as TRL does; Axolotl drops long rows by default
     if obj == "sft" and cfg.train.packing:
         out["sample_packing"] = True

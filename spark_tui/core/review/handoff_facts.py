@@ -16,11 +16,26 @@ from typing import Any
 from spark_tui.config import RunConfig
 from spark_tui.core.data.templates import TEMPLATES
 from spark_tui.core.method.peft_config import ATTENTION_NAMES
-from spark_tui.core.method.trainer_args import OPTIMIZER_NAMES, estimate_total_steps
+from spark_tui.core.method.trainer_args import (
+    OPTIMIZER_NAMES,
+    checkpointing_default,
+    estimate_total_steps,
+    logging_every,
+)
 from spark_tui.core.model.resolve import DEFAULT_HUB_ID, DEFAULT_MODEL_ID
 from spark_tui.core.review.handoff_rows import default_system_prompt, layout_of, template_family
 
 PRECISIONS = ("bf16", "fp16", "fp32")
+CHECKPOINTING_NOTE = (
+    "train.gradient_checkpointing = 'auto': spark-tui turns it off when the run fits "
+    "without it; this tool is given it on (set it off where memory allows: faster)"
+)
+LIGER_NOTE = {
+    "llamafactory": "train.liger_kernel: spark-tui uses Liger kernels for SFT on a GPU when "
+    "liger-kernel is installed; here that is enable_liger_kernel: true (not set)",
+    "axolotl": "train.liger_kernel: spark-tui uses Liger kernels for SFT on a GPU when "
+    "liger-kernel is installed; here that is the axolotl.integrations.liger.LigerPlugin (not set)",
+}
 PACKING_NOTE = (
     "train.packing: spark-tui packs only where FlashAttention runs (elsewhere it trains "
     "unpacked); this tool packs wherever it is set"
@@ -33,8 +48,6 @@ _SHARED_KEYS: tuple[tuple[str, str | None, str | None], ...] = (
     ("train.epochs", "num_train_epochs", "num_epochs"),
     ("train.scheduler", "lr_scheduler_type", "lr_scheduler"),
     ("train.learning_rate", "learning_rate", "learning_rate"),
-    ("train.gradient_checkpointing", None, "gradient_checkpointing"),
-    ("train.logging_steps", "logging_steps", "logging_steps"),
     ("train.save_steps", "save_steps", "save_steps"),
     ("train.save_total_limit", "save_total_limit", "save_total_limit"),
     ("train.seed", "seed", "seed"),
@@ -115,13 +128,26 @@ def warmup_steps(cfg: RunConfig, facts: RunFacts) -> int | None:
     return math.ceil(total * min(cfg.train.warmup_ratio, 0.999))
 
 
-def common_keys(cfg: RunConfig, tool: str) -> dict[str, Any]:
-    """The `_SHARED_KEYS` settings under the names of `tool`, plus batch and optimizer."""
+def common_keys(
+    cfg: RunConfig, tool: str, facts: RunFacts, notes: list[str]
+) -> dict[str, Any]:
+    """The `_SHARED_KEYS` settings under the names of `tool`, plus batch, optimizer,
+    logging cadence and checkpointing (their "auto" resolved as on a GPU, where these tools run)."""
     out: dict[str, Any] = {}
     for setting, lf_name, axolotl_name in _SHARED_KEYS:
         name = lf_name if tool == "llamafactory" else axolotl_name
         if name is not None:
             out[name] = cfg.get(setting)
+    out["logging_steps"] = logging_every(cfg, "cuda", total_steps(cfg, facts) or 1000)
+    checkpointing = checkpointing_default(cfg)
+    if tool == "llamafactory":
+        out["disable_gradient_checkpointing"] = not checkpointing
+    else:
+        out["gradient_checkpointing"] = checkpointing
+    if cfg.train.gradient_checkpointing == "auto":
+        notes.append(CHECKPOINTING_NOTE)
+    if cfg.train.liger_kernel and cfg.method.objective == "sft":
+        notes.append(LIGER_NOTE[tool])
     batch_key = "per_device_train_batch_size" if tool == "llamafactory" else "micro_batch_size"
     out[batch_key] = batch_size(cfg)
     out["optim" if tool == "llamafactory" else "optimizer"] = OPTIMIZER_NAMES[cfg.train.optimizer]

@@ -111,8 +111,7 @@ def llamafactory_config(
     if facts.eval_rows:
         out.update(eval_dataset=EVAL_DATASET_NAME, do_eval=True)
     out.update(output_dir=output_dir, plot_loss=True)
-    out.update(common_keys(cfg, "llamafactory"))
-    out["disable_gradient_checkpointing"] = not cfg.train.gradient_checkpointing
+    out.update(common_keys(cfg, "llamafactory", facts, notes))
     if obj == "sft":
         # TRL packs padding-free (examples do not attend to each other): neat_packing.
         out["packing"] = cfg.train.packing

@@ -55,13 +55,19 @@ def oom_advice(cfg: RunConfig | None) -> tuple[str, list[str]]:
                 f"{sg.title} ({', '.join(f'{k}={val}' for k, val in sg.changes.items())})"
                 for sg in v.suggestions[:4]
             ]
+            if cfg.train.gradient_checkpointing == "auto" and not est.settings.gradient_checkpointing:
+                # "auto" left it off because the estimate fitted: here it did not.
+                suggestions.insert(
+                    0, "set train.gradient_checkpointing = 'on' (auto had turned it off)"
+                )
         except Exception:  # the estimator is optional here; never hide the real failure
             log.debug("memory estimate unavailable", exc_info=True)
-    if not suggestions:
-        suggestions = [
+    if len(suggestions) < 2:  # nothing (or only the checkpointing line) from the estimate
+        gc_said = bool(suggestions)
+        suggestions += [
             "lower train.micro_batch_size (raise train.grad_accum to keep the effective batch)",
             "lower data.max_length",
-            "turn on train.gradient_checkpointing",
+            *([] if gc_said else ["set train.gradient_checkpointing = 'on'"]),
             "use QLoRA (method.adapter = 'qlora') or a smaller model",
         ]
     return msg, suggestions

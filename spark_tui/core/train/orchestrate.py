@@ -147,6 +147,13 @@ def _train(
     elif cfg.method.objective == "sft":
         notes.append("loss on every token (plain-text rows, as the Dataset step shows)")
 
+    # "auto" checkpointing is decided against the memory free now, before the
+    # model takes its share (the Memory step made the same estimate).
+    from spark_tui.core.memory.estimator import checkpointing_decision
+
+    checkpointing, why = checkpointing_decision(cfg)
+    if why:
+        log.info("%s", why)
     _phase(status, control, "loading model")
     model = load_model(cfg, model_path, tok, hw, precision)
 
@@ -169,7 +176,10 @@ def _train(
         callbacks=callbacks,
         notes=notes,
         overrides=overrides,
+        checkpointing=checkpointing,
     )
+    # What trains, as it trains ("auto" decided, prompt tuning's exception applied).
+    status.update(gradient_checkpointing="on" if trainer.args.gradient_checkpointing else "off")
     for note in notes:
         log.warning("%s", note)
     if cfg.method.objective in ("simpo", "orpo"):

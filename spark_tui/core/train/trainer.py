@@ -97,11 +97,20 @@ def build_trainer(
     callbacks: Iterable[Any] = (),
     notes: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
+    checkpointing: bool | None = None,
 ) -> Any:
-    """The TRL trainer for `cfg` on an already-loaded model."""
+    """The TRL trainer for `cfg` on an already-loaded model.
+
+    `checkpointing`: gradient checkpointing as the memory estimate decided it
+    for "auto" (`core/memory/estimator.checkpointing_decision`).
+    """
     from spark_tui.core.method import trl_compat
     from spark_tui.core.method.peft_config import build_peft_config
-    from spark_tui.core.method.trainer_args import estimate_total_steps, trainer_kwargs
+    from spark_tui.core.method.trainer_args import (
+        estimate_total_steps,
+        liger_choice,
+        trainer_kwargs,
+    )
 
     notes = notes if notes is not None else []
     classes = trl_compat.trainer_classes(cfg.method.objective)
@@ -114,7 +123,14 @@ def build_trainer(
         precision=precision,
         has_eval=eval_dataset is not None,
         notes=notes,
+        checkpointing=checkpointing,
+        total_steps=total,
     )
+    liger, note = liger_choice(cfg, hw, getattr(getattr(model, "config", None), "model_type", None))
+    if note:
+        notes.append(note)
+    if liger:
+        kwargs["use_liger_kernel"] = True
     kwargs.update(overrides or {})
     args = trl_compat.make_config(classes, **kwargs)
     trainer_kw: dict[str, Any] = {

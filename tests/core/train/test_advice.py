@@ -19,3 +19,20 @@ def test_failure_classification_and_advice():
     assert any("learning_rate" in a and "2e-05" in a for a in advice)
     assert exploded(5000.0, 4.0) and not exploded(12.0, 0.7)
     assert not exploded(30.0, 4.0)
+
+
+def _budget(gb: float):
+    from spark_tui.core.memory.breakdown import GB
+    from spark_tui.core.model.hardware import Budget
+
+    return Budget(int(gb * GB), "test budget", "gpu", int(gb * GB), 0)
+
+
+def test_an_out_of_memory_after_auto_turned_it_off_advises_turning_it_on(monkeypatch):
+    from spark_tui.core.model import hardware
+
+    monkeypatch.setattr(hardware, "probe", lambda **kw: _budget(500))  # fits without it
+    _msg, advice = oom_advice(RunConfig())
+    assert advice[0].startswith("set train.gradient_checkpointing = 'on'") and len(advice) >= 3
+    _msg, advice = oom_advice(RunConfig().with_value("train.gradient_checkpointing", "on"))
+    assert "auto had turned it off" not in " ".join(advice)

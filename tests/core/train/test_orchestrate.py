@@ -51,7 +51,7 @@ def tiny_cfg(
     cfg.data.max_length = 128 if objective == "reward" else 64
     cfg.train.max_steps = steps
     cfg.train.micro_batch_size = 2
-    cfg.train.gradient_checkpointing = False
+    cfg.train.gradient_checkpointing = "off"
     cfg.train.save_steps = 50
     cfg.lora.r = 8
     cfg.lora.alpha = 16
