@@ -188,11 +188,14 @@ def _print_plan(plan: Any) -> None:
 
 def _merge(run: Any, progress: Any, *, check: bool = True, base: str | None = None):
     """(preflight, merge result): the table is printed before the merge starts."""
-    from spark_tui.core.export.pipeline import merge_preflight, merge_run
+    from spark_tui.core.export.pipeline import merge_preflight, merge_run, save_summary
 
     plan = merge_preflight(run, check=check, base=base)
     _print_plan(plan)
-    return plan, merge_run(run, check=check, base=base, progress=progress, plan=plan)
+    res = merge_run(run, check=check, base=base, progress=progress, plan=plan)
+    if res is not None:  # the Deploy step's report, also when export merged first
+        save_summary(run.path, {"merge": {**res.to_dict(), "ok": bool(res.passed)}})
+    return plan, res
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -204,8 +207,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
         msg = f"run {run.id} is a full fine-tune: {run.model_dir} is already a complete model"
         print(json.dumps({"merged": False, "message": msg}) if args.json else msg)
         return 0
+    out = res.to_dict()
     if args.json:
-        out = res.to_dict()
         if plan is not None:
             out["preflight"] = plan.to_dict()
         print(json.dumps(out, indent=2))
@@ -311,7 +314,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         mf, mf_path, _st, _st_path = write_modelfiles(model_dir, folder, first, system=system)
         summary["modelfile"] = str(mf_path)
         summary["template"] = mf.family
-    save_summary(out, {"export": summary})
+    # The report the Deploy step shows again: each file's check lines, not its tensor lists.
+    report = {t: {"summary": v.summary_lines()} for t, v in outcome.verifications.items()}
+    record = {**summary, "verifications": report, "ok": bool(outcome.passed)}
+    save_summary(run.path if run is not None else out, {"export": record})
     if args.json:
         summary["verifications"] = {t: v.to_dict() for t, v in outcome.verifications.items()}
         print(json.dumps(summary, indent=2))
@@ -409,7 +415,7 @@ def cmd_ollama(args: argparse.Namespace) -> int:
         "command": res.command,
         "message": res.message,
     }
-    save_summary(folder, {"ollama": info})
+    save_summary(folder, {"ollama": {**info, "ok": bool(res.registered)}})
     if args.json:
         print(json.dumps(info, indent=2))
     else:

@@ -40,7 +40,7 @@ class StepScreen(Screen):
             yield Button("◀ Back", id="back", compact=True)
             yield Static("", id="next-reason")
             yield Button("Next ▶", id="next", variant="primary", compact=True)
-        yield Footer()
+        yield Footer(compact=True)  # every key of the step fits in 80 columns
 
     def compose_body(self) -> ComposeResult:  # pragma: no cover - abstract
         yield Static("")

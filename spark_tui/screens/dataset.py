@@ -32,29 +32,20 @@ from textual.worker import get_current_worker
 
 from spark_tui.core import data as data_core
 from spark_tui.core.base.errors import SparkError
+from spark_tui.core.base.progress import StageProgress
+from spark_tui.core.data import recent as recent_core
 from spark_tui.core.data.tokenizer import load_tokenizer
 from spark_tui.screens.base import StepScreen
 from spark_tui.widgets.charts import MetricChart
+from spark_tui.widgets.data_source import (
+    BUNDLED,
+    FILE_KEY,
+    RECENT_PREFIX,
+    DataFileTree,
+    source_options,
+)
 
 _PREPARE_LOCK = threading.Lock()
-DATA_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt"}
-BUNDLED = {
-    "bundled:sft": ("Bundled: Sparky instructions (SFT)", "sft"),
-    "bundled:dpo": ("Bundled: preference pairs (DPO/SimPO/ORPO)", "dpo"),
-    "bundled:kto": ("Bundled: thumbs up/down (KTO)", "kto"),
-}
-
-
-class DataFileTree(DirectoryTree):
-    """A directory tree showing only folders and data files."""
-
-    def filter_paths(self, paths):
-        return [
-            p for p in paths
-            if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in DATA_SUFFIXES)
-        ]
-
-
 def render_preview(previews: list[data_core.Preview]) -> Text:
     """Prompt tokens dimmed, trained tokens highlighted, with counts."""
     out = Text()
@@ -122,13 +113,14 @@ class DatasetScreen(StepScreen):
         self.preview_index = 0
         self.tokenizer: Any = None
         self._loading = False
+        self._stage = StageProgress()
 
     # -- layout -------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
         cfg = self.app.config.data
         with Horizontal(id="source-row"):
             yield Select(
-                [(label, key) for key, (label, _) in BUNDLED.items()] + [("A file or Hub id…", "file")],
+                source_options(self._user_path()),
                 value=self._initial_source_key(),
                 allow_blank=False,
                 id="source-select",
@@ -136,7 +128,7 @@ class DatasetScreen(StepScreen):
             )
             yield Input(
                 "" if cfg.path == "default" else cfg.path,
-                placeholder="path to .jsonl/.json/.csv/.parquet/.txt, a folder, or org/dataset",
+                placeholder="file, folder or org/name",  # fits beside the select at 80 columns
                 id="path-input",
                 compact=True,
             )
@@ -185,12 +177,21 @@ class DatasetScreen(StepScreen):
                     yield Static("", id="preview-head")
                     yield Static("", id="preview-text")
 
+    def _user_path(self) -> str:
+        """The run's data path when it is the user's own (not a bundled set)."""
+        path = self.app.config.data.path
+        bundled = {str(data_core.bundled_dataset_path(obj)) for _l, obj in BUNDLED.values()}
+        return "" if path in ("default", "") or path in bundled else path
+
     def _initial_source_key(self) -> str:
         cfg = self.app.config
         if cfg.data.path == "default":
             return {"dpo": "bundled:dpo", "simpo": "bundled:dpo", "orpo": "bundled:dpo",
                     "reward": "bundled:dpo", "kto": "bundled:kto"}.get(cfg.method.objective, "bundled:sft")
-        return "file"
+        for key, (_label, obj) in BUNDLED.items():
+            if cfg.data.path == str(data_core.bundled_dataset_path(obj)):
+                return key
+        return RECENT_PREFIX + cfg.data.path if cfg.data.path else FILE_KEY
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -203,11 +204,16 @@ class DatasetScreen(StepScreen):
         if isinstance(key, str) and key in BUNDLED:
             obj = BUNDLED[key][1]
             return str(data_core.bundled_dataset_path(obj)), obj
-        return self.query_one("#path-input", Input).value.strip(), ""
+        if isinstance(key, str) and key.startswith(RECENT_PREFIX):
+            return key[len(RECENT_PREFIX):], ""
+        # relative to the folder spark-tui was started from; ~ expanded; Hub ids kept
+        return recent_core.resolve_typed(self.query_one("#path-input", Input).value), ""
 
     @on(Select.Changed, "#source-select")
     def source_changed(self, event: Select.Changed) -> None:
-        if event.value == "file":
+        if isinstance(event.value, str) and event.value.startswith(RECENT_PREFIX):
+            self.query_one("#path-input", Input).value = event.value[len(RECENT_PREFIX):]
+        if event.value == FILE_KEY:
             self.query_one("#path-input", Input).focus()
             if self.query_one("#path-input", Input).value.strip():
                 self.reload()
@@ -216,13 +222,13 @@ class DatasetScreen(StepScreen):
 
     @on(Input.Submitted, "#path-input")
     def path_submitted(self, _event: Input.Submitted) -> None:
-        self.query_one("#source-select", Select).value = "file"
+        self.query_one("#source-select", Select).value = FILE_KEY
         self.reload()
 
     def action_toggle_tree(self) -> None:
         trees = self.query("#file-tree")
         if not trees:
-            tree = DataFileTree(Path.cwd(), id="file-tree")
+            tree = DataFileTree(id="file-tree")  # the folder spark-tui was started from
             self.query_one("#tree-slot").mount(tree)
         else:
             tree = trees.first(DataFileTree)
@@ -234,7 +240,7 @@ class DatasetScreen(StepScreen):
     def file_picked(self, event: DirectoryTree.FileSelected) -> None:
         self.query_one("#path-input", Input).value = str(event.path)
         self.query_one("#file-tree").remove_class("visible")
-        self.query_one("#source-select", Select).value = "file"
+        self.query_one("#source-select", Select).value = FILE_KEY
         self.reload()
 
     # -- options that re-prepare ---------------------------------------------
@@ -373,7 +379,7 @@ class DatasetScreen(StepScreen):
     def _progress(self, stage: str, done: float, total: float | None) -> None:
         bar = self.query_one("#data-progress", ProgressBar)
         bar.update(total=total or None, progress=done)
-        self._set_status(f"{stage}…", error=False)
+        self._set_status(self._stage.update(stage, done, total), error=False)
 
     def _set_status(self, text: str, error: bool) -> None:
         st = self.query_one("#data-status", Static)
@@ -389,6 +395,8 @@ class DatasetScreen(StepScreen):
     def _show_prepared(self, cfg, source, prepared, objective: str) -> None:
         self.error = ""
         self.source, self.source_key, self.prepared = source, cfg.data.path, prepared
+        if self.query_one("#source-select", Select).value not in BUNDLED:
+            recent_core.remember(cfg.data.path)  # offered again next time
         cfg.method.objective = objective
         self.app.config = cfg
         rep = prepared.report

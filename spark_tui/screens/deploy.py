@@ -24,6 +24,8 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Input, Label, ProgressBar, RichLog, Select, Static
 from textual.worker import get_current_worker
 
+from spark_tui.core.base.progress import StageProgress
+from spark_tui.core.export.pipeline import load_summary
 from spark_tui.screens.base import StepScreen
 
 GGUF_TYPES = {
@@ -72,6 +74,8 @@ class DeployScreen(StepScreen):
         super().__init__()
         self.results: dict[str, dict[str, Any]] = {}
         self.busy = False
+        self.shown_report = False  # the last deploy of this run, from its deploy.json
+        self._progress = StageProgress()
 
     def compose_body(self) -> ComposeResult:
         run = self.app.current_run
@@ -102,6 +106,33 @@ class DeployScreen(StepScreen):
         super().on_mount()
         self.query_one("#next").label = "Finish ▶"
         self.query_one("#do-all", Button).focus()
+        self.show_saved_report()
+
+    def show_saved_report(self) -> None:
+        """Opened again on a deployed run: its last merge, export and Ollama results."""
+        run = self.app.current_run
+        saved = load_summary(run.path) if run is not None else {}
+        actions = [a for a in ("merge", "export", "ollama") if isinstance(saved.get(a), dict)]
+        if not actions:
+            return
+        self.query_one("#deploy-stage", Static).update(
+            "Last deploy of this run (deploy.json) — Do all (a) runs it again."
+        )
+        self.query_one("#deploy-log", RichLog).auto_scroll = False  # a report reads from the top
+        self._log(f"[dim]Files are in the run folder, {escape(str(run.path))}[/dim]")
+        for action in actions:
+            result = saved[action]
+            self._show_result(action, 0 if result.get("ok", True) else 1, result, [])
+        self.query_one("#deploy-progress", ProgressBar).update(total=1, progress=1)
+        self.shown_report = True
+
+    def _rel(self, path: Any) -> str:
+        """A path inside the run folder as the run folder's own (short enough for 80 columns)."""
+        run = self.app.current_run
+        text = str(path)
+        if run is not None and text.startswith(str(run.path) + os.sep):
+            return text[len(str(run.path)) + 1 :]
+        return text
 
     @on(Button.Pressed, "#do-merge")
     def _merge(self, event: Button.Pressed) -> None:
@@ -137,6 +168,7 @@ class DeployScreen(StepScreen):
         name = self.query_one("#ollama-name", Input).value.strip() or default_ollama_name(run.id)
         gtype = str(self.query_one("#gguf-type", Select).value)
         self.busy = True
+        self.query_one("#deploy-log", RichLog).auto_scroll = True  # follow the new work
         self.run_actions(actions, str(run.path), gtype, name)
 
     @work(thread=True, exclusive=True, group="deploy", exit_on_error=False)
@@ -186,7 +218,7 @@ class DeployScreen(StepScreen):
         return rc == 0
 
     def _stage(self, text: str, done: Any, total: Any) -> None:
-        self.query_one("#deploy-stage", Static).update(text)
+        self.query_one("#deploy-stage", Static).update(self._progress.update(text, done, total))
         self.query_one("#deploy-progress", ProgressBar).update(
             total=total or None, progress=done or 0
         )
@@ -204,12 +236,12 @@ class DeployScreen(StepScreen):
             if result.get("message"):
                 log.write(f"  {result['message']}")
             if result.get("out_dir"):
-                log.write(f"  merged model: {result['out_dir']}")
+                log.write(f"  merged model: {self._rel(result['out_dir'])}/")
         elif action == "export":
             for t, path in (result.get("outputs") or {}).items():
                 verified = (result.get("verified") or {}).get(t)
                 mark = "verified" if verified else "NOT verified" if verified is False else ""
-                log.write(f"  {t}: {path} {mark}")
+                log.write(f"  {t}: {self._rel(path)} {mark}")
                 # the three checks (tokenization, tensors, logits), each with its verdict
                 checks = (result.get("checks") or {}).get(t) or {}
                 if checks:
@@ -223,7 +255,7 @@ class DeployScreen(StepScreen):
                 log.write(f"  note: {note}")
         elif action == "ollama":
             if result.get("modelfile"):
-                log.write(f"  Modelfile: {result['modelfile']}")
+                log.write(f"  Modelfile: {self._rel(result['modelfile'])}")
             if result.get("registered"):
                 log.write(
                     f"  registered as [b]{result.get('name')}[/b]; try: ollama run {result.get('name')}"

@@ -32,6 +32,7 @@ from spark_tui.core.base.errors import SparkError
 from spark_tui.core.train import runs as runs_core
 from spark_tui.screens.base import StepScreen
 from spark_tui.widgets.charts import MetricChart
+from spark_tui.widgets.phase_status import PhaseStatus
 
 SWEEP_PARAMS = ["lora.r", "train.neftune_alpha", "train.learning_rate", "method.objective",
                 "lora.alpha", "data.max_length"]
@@ -97,7 +98,7 @@ class EvaluateScreen(StepScreen):
             with TabPane("Scores", id="tab-scores"):
                 with Horizontal(classes="bar"):
                     yield Button("Evaluate (e)", id="run-eval", variant="primary", compact=True)
-                    yield Static("", id="eval-status")
+                    yield PhaseStatus("", id="eval-status")
                 yield ProgressBar(total=1, show_eta=False, id="eval-progress")
                 yield DataTable(id="score-table", show_cursor=False)
                 with VerticalScroll(id="sample-view"):
@@ -197,10 +198,10 @@ class EvaluateScreen(StepScreen):
 
     def _eval_progress(self, frac: float, message: str) -> None:
         self.query_one("#eval-progress", ProgressBar).update(total=1, progress=frac)
-        self.query_one("#eval-status", Static).update(message)
+        self.query_one("#eval-status", PhaseStatus).show(message)
 
     def _eval_error(self, message: str) -> None:
-        self.query_one("#eval-status", Static).update(message[:200])
+        self.query_one("#eval-status", PhaseStatus).end(message[:200])
         self.notify(message, severity="error", title="Evaluation")
 
     def _show_result(self, result: dict[str, Any]) -> None:
@@ -215,7 +216,7 @@ class EvaluateScreen(StepScreen):
         if pref:
             table.add_row("Reward accuracy", "", _fmt(pref.get("accuracy")))
             table.add_row("Reward margin", "", _fmt(pref.get("margin")))
-        self.query_one("#eval-status", Static).update(
+        self.query_one("#eval-status", PhaseStatus).end(
             f"saved to eval.json · {len(result.get('samples') or [])} prompts ([ ] step)"
         )
         self.query_one("#eval-progress", ProgressBar).update(total=1, progress=1)

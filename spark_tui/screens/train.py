@@ -8,6 +8,7 @@ screen only draws.  Stop / Kill / Resume / Detach act on the process through
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -18,20 +19,12 @@ from textual.widgets import ProgressBar, RichLog, Static
 
 from spark_tui.core.base import names
 from spark_tui.core.base.errors import SparkError
+from spark_tui.core.base.progress import fmt_duration
 from spark_tui.core.train import runs
 from spark_tui.core.train.curves import Curves
 from spark_tui.screens.base import StepScreen
 from spark_tui.widgets.charts import LossChart, MetricChart
 from spark_tui.widgets.first_look import FirstLookPanel
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "–"
-    s = int(seconds)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def status_line(st: dict[str, Any], last: dict[str, Any]) -> str:
@@ -49,6 +42,17 @@ def status_line(st: dict[str, Any], last: dict[str, Any]) -> str:
     if state in names.ACTIVE_STATES:
         parts.append(f"ETA {fmt_duration(st.get('eta_s'))}")
     return " · ".join(parts)
+
+
+def _saved_where(st: dict[str, Any], run: Any) -> str:
+    """Where the trained weights went, relative to the run folder when inside it."""
+    out = str(st.get("output") or "")
+    if not out:
+        return "saved in the run folder"
+    try:
+        return f"saved to {Path(out).relative_to(run.path)}/ in the run folder"
+    except (ValueError, AttributeError):
+        return f"saved to {out}"
 
 
 # Charts are redrawn at most this often: plotext builds each figure on the UI
@@ -175,7 +179,7 @@ class TrainScreen(StepScreen):
                 "Stopped with a checkpoint. Press r to resume, or Next to evaluate what was saved."
             )
         if self.state == "finished":
-            return False, f"Finished: {st.get('output', '')}. Next ▶ evaluates it."
+            return False, f"Finished: {_saved_where(st, self.app.current_run)}. Next ▶ evaluates it."
         return False, ""
 
     def _request_charts(self) -> None:

@@ -35,7 +35,7 @@ class WelcomeScreen(Screen):
                 yield Button("Open a run (o)", id="open")
             yield Static("Runs", classes="section-title")
             yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)  # every key of the step fits in 80 columns
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import sys
 
-BORDERS = "│┃┆┊║▏▕▌▐"
+BORDERS = "│┃┆┊║▏▕▌▐▁▂▃▄▅▆▇█"  # box borders, and sparkline bars that follow a gauge value
 # A digit, or the "(" / "+" that starts a figure, right against a border or the edge.
 TOUCHING = re.compile(rf"[0-9(+][{BORDERS}]")
 

@@ -30,6 +30,14 @@ wait_for() {  # wait_for TEXT [TIMEOUT_S]
     done
 }
 
+HERE="$(cd "$(dirname "$0")" && pwd)"
+checked() {  # checked STEP: no line of the captured screen ends in a clipped number
+    if ! screen | python "$HERE/clipped.py" 80 "$1"; then
+        screen >&2
+        exit 1
+    fi
+}
+
 key() { tmux -L "$SOCK" send-keys -t e2e "$@"; KEYS=$((KEYS + $#)); sleep 0.3; }
 
 tmux -L "$SOCK" new-session -d -s e2e -x 80 -y 24 \
@@ -38,6 +46,7 @@ tmux -L "$SOCK" new-session -d -s e2e -x 80 -y 24 \
 # Welcome: system summary, help opens and closes.
 wait_for "New fine-tune" 60
 wait_for "GB free" 60
+checked welcome
 key F1
 wait_for "A guided path" 20
 key Escape
@@ -46,25 +55,34 @@ HELP_KEYS=2
 
 key Enter                      # New fine-tune
 wait_for "Default: SmolLM2" 60
+checked model
 key Enter                      # the bundled default model
 wait_for "Total peak" 120
 wait_for "Fits" 60
+checked memory
 key Enter                      # memory: fits
 wait_for "train /" 300         # dataset: "... N train / M validation rows"
+checked dataset
 key Enter
 wait_for "Memory estimate" 60  # method: quick preset on a CPU-only machine
+checked method
 key Enter
 wait_for "Same run, headless" 60
+checked review
 key Enter                      # start training
 wait_for "finished" 900
+wait_for "held-out loss" 300     # the first look: before/after loss and answers
+checked train
 key Enter                      # evaluate
 wait_for "Evaluate (e)" 60
 key Enter
 wait_for "saved to eval.json" 900
+checked evaluate
 key Enter                      # deploy
 wait_for "Do all" 60
 key Enter
 wait_for "Run later:" 1500     # no Ollama here: the files are kept and the command shown
+checked deploy
 RUN_DIR="$(ls -d "$HOME_DIR"/runs/*/ | head -1)"
 for f in Modelfile eval.json metrics.jsonl adapter/adapter_config.json merged/config.json; do
     if [ ! -e "$RUN_DIR/$f" ]; then

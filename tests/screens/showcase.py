@@ -118,7 +118,7 @@ def make_showcase_run(home: Path) -> Run:
     cfg.save(run.config_path)
     run.metrics_path.write_text("".join(json.dumps(m) + "\n" for m in _metrics()))
     run.write_status(state="finished", step=30, total_steps=30, elapsed_s=163.0,
-                     started=1000.0, finished=1163.0)  # fmt: skip
+                     started=1000.0, finished=1163.0, output=str(path / names.ADAPTER_DIR))  # fmt: skip
     (path / names.ADAPTER_DIR).mkdir()
     atomic_write_json(path / names.EVAL_FILE, _eval())
     look = {

@@ -71,3 +71,49 @@ async def test_broken_file_shows_line_and_blocks_next(spark_home, default_model_
         await _settle(app, pilot, lambda: bool(screen.error) or screen.prepared is not None)
         assert screen.error and "bad.jsonl" in screen.error and "line 2" in screen.error
         assert screen.query_one("#next", Button).disabled
+
+
+async def test_typed_relative_path_is_read_from_the_start_folder_and_offered_again(
+    spark_home, default_model_dir, tmp_path, monkeypatch
+):
+    from textual.widgets import Input
+
+    from spark_tui.widgets.data_source import RECENT_PREFIX, DataFileTree
+
+    start = tmp_path / "project"
+    (start / "data").mkdir(parents=True)
+    rows = [{"instruction": f"Say {i}", "output": f"{i} said."} for i in range(12)]
+    (start / "data" / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.chdir(start)
+    app = SparkTuiApp(preload=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.show_step("dataset")
+        screen = app.screen
+        await _settle(app, pilot, lambda: screen.prepared is not None or screen.error)
+        inp = screen.query_one("#path-input", Input)
+        inp.value = "data/mine.jsonl"  # relative to the folder spark-tui was started from
+        inp.focus()
+        await pilot.press("enter")
+        await _settle(app, pilot, lambda: app.config.data.path.endswith("mine.jsonl")
+                      and screen.prepared is not None or bool(screen.error))
+        assert not screen.error, screen.error
+        assert app.config.data.path == str(start / "data" / "mine.jsonl")
+        screen.action_toggle_tree()
+        await pilot.pause()
+        assert screen.query_one("#file-tree", DataFileTree).path == start
+    # A second visit offers the file at the top of the source list, named relative to here.
+    app = SparkTuiApp(preload=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.show_step("dataset")
+        screen = app.screen
+        await _settle(app, pilot, lambda: screen.prepared is not None or screen.error)
+        select = screen.query_one("#source-select", Select)
+        options = dict((key, label) for label, key in select._options)
+        key = RECENT_PREFIX + str(start / "data" / "mine.jsonl")
+        assert options[key] == "Recent: data/mine.jsonl"
+        select.value = key
+        await _settle(app, pilot, lambda: app.config.data.path.endswith("mine.jsonl")
+                      and screen.prepared is not None)
+        assert "mine.jsonl" in str(screen.query_one("#data-status", Static).render())

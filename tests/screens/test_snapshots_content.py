@@ -8,9 +8,9 @@ as much as layout.  Regenerate after an intended change with
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,12 +20,20 @@ import showcase  # noqa: E402
 
 from spark_tui.app import SparkTuiApp  # noqa: E402
 from spark_tui.core.model import hardware, usage  # noqa: E402
+from spark_tui.core.train import runs  # noqa: E402
 from spark_tui.widgets.gauges import MemoryGauges  # noqa: E402
 
 SIZE = (80, 24)
 # A fixed home: the screens print run folders and data paths, so a tmp_path would
 # change every snapshot from one session to the next.
-HOME = Path(tempfile.gettempdir()) / "spark-tui-snapshot-home"
+HOME = Path("/tmp/spark-tui-snapshot-home")
+
+
+class _FixedClock:
+    class datetime(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.datetime(2026, 12, 4, 10, 30, 0)
 
 
 @pytest.fixture
@@ -37,6 +45,7 @@ def showcase_home(monkeypatch, default_model_dir):
     monkeypatch.setattr(usage, "sample", showcase.fixed_sample)
     monkeypatch.setattr(MemoryGauges, "on_mount", lambda self: self._tick())  # one reading
     monkeypatch.setattr("spark_tui.screens.model.list_cached_models", lambda: [])
+    monkeypatch.setattr(runs, "_dt", _FixedClock)  # the run id a new run gets
     run = showcase.make_showcase_run(HOME)
     yield run
     shutil.rmtree(HOME, ignore_errors=True)

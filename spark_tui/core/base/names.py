@@ -26,6 +26,7 @@ FIRST_LOOK_FILE = "first_look.json"  # what the Train screen shows when a run fi
 AB_REVIEW_FILE = "ab_review.json"  # blind A/B picks
 MERGED_DIR = "merged"  # adapter merged into the base weights (Deploy)
 GGUF_DIR = "gguf"  # exported GGUF files (Deploy)
+DEPLOY_FILE = "deploy.json"  # the last merge / export / Ollama results (the Deploy report)
 
 # Run states as status.json records them.
 # "stalled" is never written: `Run.status()` derives it from a live process whose

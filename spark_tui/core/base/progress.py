@@ -19,9 +19,11 @@ STAGE_UNITS: dict[str, str] = {
     "reading rows": "rows",  # CSV/Parquet/Arrow readers and `datasets` folders
     "checking": "rows",
     "tokenizing": "rows",
-    "building": "rows",
     "generating": "rows",
     "merge": "tensors",
+    "merge in memory": "steps",  # PEFT's merge_and_unload: load, merge, save
+    "convert": "steps",
+    "ollama-test": "steps",
     "write": "tensors",
     "verify tensors": "tensors",
     "verify": "checks",
@@ -66,7 +68,7 @@ def progress_line(
     stage: str, done: float, total: float | None, unit: str = "", eta_s: float | None = None
 ) -> str:
     parts = [stage]
-    if total or done:
+    if (total or done) and (unit or (total or 0) > 1):
         parts.append(fmt_amount(done, total, unit))
     if total:
         parts.append(f"{min(100, int(100 * done / total))} %")

@@ -56,7 +56,7 @@ def _dataset_rows(ds: Any, progress: Progress | None) -> list[dict[str, Any]]:
     for start in range(0, total, step):
         rows.extend(ds.select(range(start, min(total, start + step))).to_list())
         if progress:
-            progress("reading", len(rows), total)
+            progress("reading rows", len(rows), total)
     return rows
 
 

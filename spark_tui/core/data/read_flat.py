@@ -100,7 +100,7 @@ def load_parquet(p: Path, *, progress: Progress | None = None) -> Source:
         for batch in pf.iter_batches(batch_size=10_000):
             rows.extend(batch.to_pylist())
             if progress:
-                progress("reading", len(rows), total)
+                progress("reading rows", len(rows), total)
     except OSError as exc:
         raise DataError(f"cannot read this file ({exc})", path=str(p)) from exc
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types

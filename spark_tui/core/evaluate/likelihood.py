@@ -119,6 +119,7 @@ def nll_rows(
     """
     out: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
     pad = models.tokenizer.pad_token_id if models.tokenizer.pad_token_id is not None else 0
+    steps.begin(message)
     with models.use(side) as model:
         groups = length_batches(
             [len(ids) for ids, _ in encoded], 4 * max(1, batch_size), token_budget(model, models.device)
@@ -126,7 +127,7 @@ def nll_rows(
         for idx in groups:
             for i, sc in zip(idx, token_nll(model, [encoded[i] for i in idx], pad, models.device), strict=True):
                 out[i] = sc
-            steps.advance(len(idx), message)
+            steps.advance(len(idx), message, of=len(encoded))
     return out
 
 

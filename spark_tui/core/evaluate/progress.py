@@ -7,8 +7,10 @@ between units of work; `Steps` maps units onto progress fractions and raises
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
+from spark_tui.core.base.progress import eta_seconds, progress_line
 from spark_tui.core.evaluate.errors import EvalCancelled
 
 Progress = Callable[[float, str], None]
@@ -16,7 +18,12 @@ CancelCheck = Callable[[], bool]
 
 
 class Steps:
-    """Maps units of work onto progress fractions and polls the cancel check."""
+    """Maps units of work onto progress fractions and polls the cancel check.
+
+    A phase (one message, e.g. "base: loss on held-out rows") that says how many
+    units it has (`of`) is reported with its own count and time left:
+    "base: loss on held-out rows · 16 / 28 rows · 57 % · 0:09 left".
+    """
 
     def __init__(
         self,
@@ -32,13 +39,26 @@ class Steps:
         self.cancel = cancel
         self.start = start
         self.end = end
+        self._phase = ""
+        self._phase_done = 0
+        self._phase_t0 = time.monotonic()
 
     def check(self) -> None:
         if self.cancel is not None and self.cancel():
             raise EvalCancelled()
 
-    def advance(self, n: int, message: str) -> None:
+    def begin(self, message: str) -> None:
+        """Start a phase's clock (before its first unit, so the first ETA counts it)."""
+        if message != self._phase:
+            self._phase, self._phase_done, self._phase_t0 = message, 0, time.monotonic()
+
+    def advance(self, n: int, message: str, of: int | None = None, unit: str = "rows") -> None:
         self.done += n
+        self.begin(message)
+        self._phase_done += n
+        if of:
+            eta = eta_seconds(self._phase_done, of, time.monotonic() - self._phase_t0)
+            message = progress_line(message, self._phase_done, of, unit, eta)
         self.report(message)
 
     def report(self, message: str) -> None:

@@ -45,6 +45,7 @@ from spark_tui.core.evaluate.scores import corpus_scores, text_scores
 from spark_tui.core.train.runs import Run, resolve_run
 
 EVAL_VERSION = 1
+BOTH_ANSWER = "base and tuned: answering held-out prompts"
 
 
 @dataclass
@@ -206,12 +207,13 @@ def _evaluate_loaded(
     pref_logps: dict[str, list[tuple[float, int]]] = {}
     kto_logps: dict[str, list[tuple[float, int]]] = {}
     if n_prompts and len(sides) == 2 and models.can_mix_sides:
+        steps.begin(BOTH_ANSWER)
         answers = generate_both(
             models,
             prompts,
             max_new_tokens=opts.max_new_tokens,
             batch_size=opts.gen_batch_size,
-            on_batch=lambda k: steps.advance(k, "base and tuned: answering held-out prompts"),
+            on_batch=lambda k: steps.advance(k, BOTH_ANSWER, of=2 * n_prompts, unit="answers"),
         )
     for side in sides:
         block: dict[str, Any] = {}
@@ -225,13 +227,16 @@ def _evaluate_loaded(
         if kto_rows:
             kto_logps[side] = logps(models, side, [c for c, _ in kto_rows], opts.batch_size, steps)
         if n_prompts and side not in answers:
+            steps.begin(f"{side}: answering held-out prompts")
             answers[side] = generate_answers(
                 models,
                 prompts,
                 side=side,
                 max_new_tokens=opts.max_new_tokens,
                 batch_size=opts.gen_batch_size,
-                on_batch=lambda k, s=side: steps.advance(k, f"{s}: answering held-out prompts"),
+                on_batch=lambda k, s=side: steps.advance(
+                    k, f"{s}: answering held-out prompts", of=n_prompts, unit="answers"
+                ),
             )
         if n_prompts:
             block.update(corpus_scores(answers[side], references))
@@ -257,7 +262,7 @@ def _evaluate_loaded(
             for chunk in batches(reward_texts, opts.batch_size):
                 ch_s += reward_scores(model, [c for c, _ in chunk], models.tokenizer, models.device)
                 rj_s += reward_scores(model, [r for _, r in chunk], models.tokenizer, models.device)
-                steps.advance(2 * len(chunk), "scoring preference pairs")
+                steps.advance(2 * len(chunk), "scoring preference pairs", of=2 * len(reward_texts))
         result["preference"] = pair_summary("reward", 1.0, ch_s, rj_s)
         result["tuned"]["reward_accuracy"] = result["preference"]["accuracy"]
 

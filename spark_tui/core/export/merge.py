@@ -394,10 +394,10 @@ def _peft_merge(
 
     peft_model = _load_peft(base, adapter_dir, torch_dtype, rows)
     n_rows = peft_model.get_input_embeddings().weight.shape[0]
-    report(progress, "merge", 0, 3)
+    report(progress, "merge in memory", 0, 3)
     before = _logits(peft_model, tok, torch) if check else None
     merged = peft_model.merge_and_unload(progressbar=False).eval()
-    report(progress, "merge", 1, 3)
+    report(progress, "merge in memory", 1, 3)
     if before is not None:
         _fill_check(result, before, _logits(merged, tok, torch))
     if base_rows and n_rows > base_rows:
@@ -413,7 +413,7 @@ def _peft_merge(
         gen = GenerationConfig(eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
     gen.save_pretrained(str(tmp))
     result.shards = len(list(Path(tmp).glob("*.safetensors")))
-    report(progress, "merge", 2, 3)
+    report(progress, "merge in memory", 2, 3)
     del merged, peft_model
     gc.collect()
 

@@ -18,10 +18,12 @@ folder (default `DIR-gguf/` next to it).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spark_tui.core.base import names
 from spark_tui.core.base.atomic import atomic_write_json
 from spark_tui.core.export import preflight
 from spark_tui.core.export.common import ExportError, Progress, remove_path, temp_sibling
@@ -345,10 +347,22 @@ def _rel(target: Path, folder: Path) -> str:
 
 
 def save_summary(folder: str | Path, data: dict[str, Any]) -> None:
-    path = Path(folder) / "deploy.json"
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        old = {}
-    old.update(data)
+    """Merge one deploy action's result into `<folder>/deploy.json` (stamped with the time).
+
+    For a run the folder is the run's own: the Deploy step shows the last report
+    from there when the run is opened again.
+    """
+    path = Path(folder) / names.DEPLOY_FILE
+    old = load_summary(folder)
+    now = time.time()
+    old.update({k: {**v, "saved": now} if isinstance(v, dict) else v for k, v in data.items()})
     atomic_write_json(path, old)
+
+
+def load_summary(folder: str | Path) -> dict[str, Any]:
+    """The saved deploy results of a folder ({} when none or unreadable)."""
+    try:
+        old = json.loads((Path(folder) / names.DEPLOY_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return old if isinstance(old, dict) else {}

@@ -118,7 +118,7 @@ def test_merge_run_and_cli(llama3_dir, lora_adapter, tmp_path, monkeypatch, caps
     # then export the run (no verification here; test_gguf_export covers it)
     assert main(["export", run.id, "--type", "f16", "--no-verify"]) == 0
     assert (run.path / "gguf" / f"{run.id}-f16.gguf").exists()
-    summary = json.loads((run.path / "gguf" / "deploy.json").read_text())
+    summary = json.loads((run.path / "deploy.json").read_text())
     assert "f16" in summary["export"]["outputs"]
 
 
