@@ -20,6 +20,11 @@ is too small; the results files are rewritten after every section:
 
     .venv/bin/python bench/gpu_suite.py [--budget 450] [--out DIR]   # DIR: $OUT or ./gpu_suite_out
     .venv/bin/python bench/gpu_suite.py --dry-run      # CPU, tiny shapes: checks the script
+    python3 bench/gpu_suite.py --shape-of DIR          # a lent machine: bench/gpu_carry.sh
+
+`--shape-of DIR`: a folder with the default model's config and tokenizer but no weights (the
+bundled GGUF is too big to carry to a lent machine); a random-weight copy of that shape stands
+in for the default model, so the smoke checks the CUDA paths, not what the model learns.
 
 Each run is a subprocess of this script (hidden `--side`), so peaks never mix; its output is
 in DIR/logs/.  Writes DIR/gpu_suite.json and DIR/gpu_suite.md.
@@ -190,6 +195,23 @@ def side_build(a: argparse.Namespace) -> dict[str, Any]:
     return {"state": "finished", "params": total, "flop_params": flop_params}
 
 
+def side_clone(a: argparse.Namespace) -> dict[str, Any]:
+    """A random-weight model of the shape in `--tok` (config + tokenizer, no weights)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(a.tok)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(a.dest)
+    AutoTokenizer.from_pretrained(a.tok).save_pretrained(a.dest)
+    for name in ("chat_template.jinja", "generation_config.json"):
+        if (Path(a.tok) / name).exists():
+            shutil.copy(Path(a.tok) / name, Path(a.dest) / name)
+    return {"state": "finished", "params": sum(p.numel() for p in model.parameters())}
+
+
 def side_export(a: argparse.Namespace) -> dict[str, Any]:
     """merge + GGUF the way `spark-tui export RUN` does (commands/deploy.py)."""
     from spark_tui.core.export.pipeline import export_model, merge_run, run_model_dir
@@ -203,8 +225,15 @@ def side_export(a: argparse.Namespace) -> dict[str, Any]:
         out["merge"] = f"{merged.path}, max dlogit {diff:.2g}" if diff is not None else merged.path
         if not merged.passed:
             return {**out, "state": "failed", "error": "merged logits differ from the adapter's"}
-    res = export_model(run_model_dir(run), Path(run.path) / "gguf", ["q4_k_m"], stem=run.id)
-    out["notes"] = res.notes + [ln for v in res.verifications.values() for ln in v.summary_lines()]
+    types, pre = ["q4_k_m"], []
+    try:  # K-quants need llama-cpp-python; without it the plain types are still exported
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        types, pre = ["q8_0"], ["llama-cpp-python missing: q8_0 instead of q4_k_m"]
+    res = export_model(run_model_dir(run), Path(run.path) / "gguf", types, stem=run.id)
+    out["notes"] = (
+        pre + res.notes + [ln for v in res.verifications.values() for ln in v.summary_lines()]
+    )
     out["gguf_bytes"] = sum(p.stat().st_size for p in res.outputs.values())
     if not res.passed:
         out.update(state="failed", error="GGUF verification failed (see notes)")
@@ -215,7 +244,13 @@ def run_side(a: argparse.Namespace) -> int:
     import resource
 
     sampler = NvmlPeak()  # before torch touches the GPU
-    sides = {"ours": side_ours, "plain": side_plain, "build": side_build, "export": side_export}
+    sides = {
+        "ours": side_ours,
+        "plain": side_plain,
+        "build": side_build,
+        "export": side_export,
+        "clone": side_clone,
+    }
     try:
         out = sides[a.side](a)
     except BaseException as exc:  # noqa: BLE001 - recorded; the parent goes on
@@ -245,7 +280,11 @@ class Suite:
         os.environ["SPARK_TUI_HOME"] = str(self.home / "home")  # run folders go here
         for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
             os.environ.setdefault(k, "1")
-        self.env = child_env({"PYTHONPATH": str(ROOT)})
+        # Keep a PYTHONPATH already set (packages carried to a lent machine), ours first.
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        self.env = child_env({"PYTHONPATH": path})
+        self.base: Path | None = None  # the default model's folder (or its random copy)
+        self.base_id = "default"
         if self.dry:
             self.env["CUDA_VISIBLE_DEVICES"] = ""
         self.results: dict[str, Any] = {"meta": self.meta(), "sections": {}}
@@ -350,7 +389,8 @@ class Suite:
             if method == "qlora" and not self.cuda:
                 rows[case] = {"case": case, "status": "skipped", "error": "needs CUDA"}
                 continue
-            cfg = RunConfig(name=f"gs-{case}")  # model and data: "default" (bundled)
+            cfg = RunConfig(name=f"gs-{case}")  # data: "default" (bundled)
+            cfg.model.id = self.base_id
             cfg.method.objective = objective  # type: ignore[assignment]
             apply_method(cfg, method)
             cfg.data.val_fraction, cfg.data.max_length = 0.0, seq
@@ -378,7 +418,7 @@ class Suite:
         from spark_tui.core.data import bundled_dataset_path
         from spark_tui.core.model.resolve import ensure_default_model
 
-        tok = AutoTokenizer.from_pretrained(ensure_default_model())
+        tok = AutoTokenizer.from_pretrained(self.base or ensure_default_model())
         rows = [json.loads(ln) for ln in bundled_dataset_path("sft").read_text().splitlines()]
         answers = [m["content"] for r in rows for m in r["messages"] if m["role"] == "assistant"]
         sized = [(a, len(tok(a).input_ids) + 1) for a in answers]
@@ -404,7 +444,7 @@ class Suite:
         steps, seq = (2, 128) if self.dry else ((20, 1024) if key == "1b" else (10, 1024))
         dest, need = self.home / f"llama-{key}", NEED[f"run{key}"]
         argv = ["--side", "build", "--shape", json.dumps((TINY if self.dry else SHAPES)[key]),
-                "--dest", str(dest), "--tok", str(ensure_default_model())]  # fmt: skip
+                "--dest", str(dest), "--tok", str(self.base or ensure_default_model())]  # fmt: skip
         info, _ = self.child(f"build-{key}", argv, NEED[f"build{key}"])
         if info.get("state") != "finished":
             return {"reason": f"building the model failed: {info.get('error')}", "rows": []}
@@ -529,6 +569,11 @@ def main() -> int:
     ap.add_argument("--budget", type=float, help="seconds for everything (450; dry run 1200)")
     ap.add_argument("--out", default=os.environ.get("OUT") or "gpu_suite_out")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes, 2 steps")
+    ap.add_argument(
+        "--shape-of",
+        metavar="DIR",
+        help="config + tokenizer of the default model: a random-weight copy stands in",
+    )
     for hidden in ("--side", "--run", "--result", "--model", "--data", "--lora", "--shape",
                    "--dest", "--tok"):  # fmt: skip
         ap.add_argument(hidden, help=argparse.SUPPRESS)
@@ -542,9 +587,20 @@ def main() -> int:
         print("no CUDA GPU here: use --dry-run to check the script on CPU", file=sys.stderr)
         shutil.rmtree(suite.home, ignore_errors=True)
         return 2
-    from spark_tui.core.model.resolve import ensure_default_model
+    if args.shape_of:
+        dest = suite.home / "default-shape"
+        info, _ = suite.child("build-default", ["--side", "clone", "--tok", args.shape_of,
+                                                "--dest", str(dest)], NEED["build1b"])  # fmt: skip
+        if info.get("state") != "finished":
+            print(f"building the stand-in model failed: {info.get('error')}", file=sys.stderr)
+            return 1
+        suite.base, suite.base_id = dest, str(dest)
+        suite.results["meta"]["smoke_model"] = f"random weights, shape of {args.shape_of}"
+    else:
+        from spark_tui.core.model.resolve import ensure_default_model
 
-    ensure_default_model()  # converted once (cached); counted in the budget
+        suite.base = ensure_default_model()  # converted once (cached); counted in the budget
+        suite.results["meta"]["smoke_model"] = "the bundled default model"
     print(f"runs under {suite.home}; results in {suite.out}", flush=True)
     try:
         suite.section("smoke", suite.smoke, NEED["train"])

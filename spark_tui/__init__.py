@@ -10,6 +10,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Every entry (TUI, CLI, trainer, benches) imports this package first: no Hub kernels
+# in any process that loads a model unless the user exported USE_HUB_KERNELS=1
+# (see core/base/env.py for why).
+def _no_hub_kernels() -> None:
+    from spark_tui.core.base.env import apply_defaults
+
+    apply_defaults(["USE_HUB_KERNELS"])
+
+
+_no_hub_kernels()
+
 
 def __getattr__(name: str) -> Any:
     if name == "SparkTuiApp":

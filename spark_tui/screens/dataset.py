@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -36,6 +35,7 @@ from spark_tui.core.base.progress import StageProgress
 from spark_tui.core.data import recent as recent_core
 from spark_tui.core.data.tokenizer import load_tokenizer
 from spark_tui.screens.base import StepScreen
+from spark_tui.screens.dataset_view import histogram_series, render_preview
 from spark_tui.widgets.charts import MetricChart
 from spark_tui.widgets.data_source import (
     BUNDLED,
@@ -46,33 +46,6 @@ from spark_tui.widgets.data_source import (
 )
 
 _PREPARE_LOCK = threading.Lock()
-def render_preview(previews: list[data_core.Preview]) -> Text:
-    """Prompt tokens dimmed, trained tokens highlighted, with counts."""
-    out = Text()
-    for p in previews:
-        head = f"── {p.part}: {p.total_tokens} tokens, {p.trained_tokens} trained"
-        if p.label is not None:
-            head += f" · label {'👍' if p.label else '👎'}"
-        out.append(head + " ──\n", style="bold")
-        if p.part != "text" and p.trained_tokens == 0:  # the template hides the answers
-            out.append(f"⚠ {p.method}\n", style="yellow")
-        for seg in p.segments:
-            out.append(seg.text, style="bold reverse" if seg.trained else "dim")
-        out.append("\n")
-    return out
-
-
-def histogram_series(lengths: list[int], bins: int = 20) -> tuple[list[float], list[float]]:
-    if not lengths:
-        return [], []
-    lo, hi = min(lengths), max(lengths)
-    width = max(1, (hi - lo + bins) // bins)
-    counts = [0] * bins
-    for n in lengths:
-        counts[min(bins - 1, (n - lo) // width)] += 1
-    return [lo + (i + 0.5) * width for i in range(bins)], [float(c) for c in counts]
-
-
 class DatasetScreen(StepScreen):
     STEP = "dataset"
     FOCUS_NEXT_WHEN_READY = True
@@ -352,7 +325,9 @@ class DatasetScreen(StepScreen):
         try:
             if self.tokenizer is None:
                 self.app.call_from_thread(self._progress, "loading the model's tokenizer", 0, None)
-                self.tokenizer = load_tokenizer(cfg.model.id, trust_remote_code=cfg.model.trust_remote_code)
+                self.tokenizer = load_tokenizer(
+                    cfg.model.id, trust_remote_code=cfg.model.trust_remote_code,
+                    progress=lambda f, m: progress(f"bundled model: {m}", f, 1.0))
             source = self.source
             if source is None:
                 source = data_core.load_source(

@@ -46,7 +46,9 @@ def fixed_probe() -> hardware.HardwareProbe:
 
 def fixed_sample(_pid: int | None = None) -> Sample:
     return Sample(
-        mem_total=24 * GB, mem_used=int(3.7 * GB), page_cache=3 * GB, swap_used=0,
+        # 3.6 of the 22-cell bar: Textual floors the bar to half cells once it is laid out
+        # and rounds before; at 3.6 both give 3.5 cells, so the snapshot does not race.
+        mem_total=24 * GB, mem_used=int(24 * GB * 3.6 / 22), page_cache=3 * GB, swap_used=0,
         unified_memory=False, gpus=[], process_rss=None,
     )  # fmt: skip
 

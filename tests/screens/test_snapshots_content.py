@@ -1,8 +1,9 @@
 """Every wizard screen at 80×24 with real content: a fixed machine, the bundled model and
 data, and a finished quick run with its evaluation, first look and deploy report.
 
-What these guard is readability (no clipped label or value, the footer keys in view)
-as much as layout.  Regenerate after an intended change with
+What these guard is readability (no clipped label or value, the footer keys in view, no
+text that a 256- or 16-colour terminal would lose into its background: `colours.py`) as
+much as layout.  Regenerate after an intended change with
 `pytest tests/screens/test_snapshots_content.py --snapshot-update` and look at the SVGs.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import colours  # noqa: E402
 import showcase  # noqa: E402
 
 from spark_tui.app import SparkTuiApp  # noqa: E402
@@ -65,6 +67,23 @@ async def _settle(pilot, cond=lambda: True, timeout: float = 120) -> None:
     await pilot.pause()
 
 
+# What `colours.hidden_text` found on each screen, filled in by run_before (the app the
+# snapshot is taken of: no second start).
+HIDDEN: dict[str, list[str]] = {}
+
+
+def _shot(snap_compare, name: str, run_before) -> None:
+    """The 80x24 snapshot of one screen, and no text lost at 256 or 16 colours there."""
+
+    async def checked(pilot):
+        await run_before(pilot)
+        HIDDEN[name] = colours.hidden_text(pilot.app)
+
+    HIDDEN.pop(name, None)
+    assert snap_compare(SparkTuiApp(preload=False), terminal_size=SIZE, run_before=checked)
+    assert HIDDEN[name] == [], "\n".join(HIDDEN[name])
+
+
 def _wizard_step(step: str, ready):
     """run_before for one wizard step, opened on the bundled model and data."""
 
@@ -96,31 +115,31 @@ def _run_step(step: str, ready):
 
 def test_welcome_with_a_finished_run(snap_compare, showcase_home):
     async def run_before(pilot):
-        await _settle(pilot, lambda: "GB" in str(pilot.app.screen.query_one("#system-summary").render()))
+        await _settle(
+            pilot, lambda: "GB" in str(pilot.app.screen.query_one("#system-summary").render())
+        )
 
-    assert snap_compare(SparkTuiApp(preload=False), terminal_size=SIZE, run_before=run_before)
+    _shot(snap_compare, "welcome_with_a_finished_run", run_before)
 
 
 def test_model_card(snap_compare, showcase_home):
     ready = _wizard_step("model", lambda s: getattr(s, "info", None) is not None)
-    assert snap_compare(SparkTuiApp(preload=False), terminal_size=SIZE, run_before=ready)
+    _shot(snap_compare, "model_card", ready)
 
 
 def test_memory_verdict(snap_compare, showcase_home):
     ready = _wizard_step("memory", lambda s: getattr(s, "verdict", None) is not None)
-    assert snap_compare(SparkTuiApp(preload=False), terminal_size=SIZE, run_before=ready)
+    _shot(snap_compare, "memory_verdict", ready)
 
 
 def test_dataset_prepared(snap_compare, showcase_home):
     ready = _wizard_step("dataset", lambda s: getattr(s, "prepared", None) is not None)
-    assert snap_compare(SparkTuiApp(preload=False), terminal_size=SIZE, run_before=ready)
+    _shot(snap_compare, "dataset_prepared", ready)
 
 
 def test_review_verdict(snap_compare, showcase_home):
-    ready = _wizard_step(
-        "review", lambda s: "peak" in str(s.query_one("#review-verdict").render())
-    )
-    assert snap_compare(SparkTuiApp(preload=False), terminal_size=SIZE, run_before=ready)
+    ready = _wizard_step("review", lambda s: "peak" in str(s.query_one("#review-verdict").render()))
+    _shot(snap_compare, "review_verdict", ready)
 
 
 def test_train_finished_run(snap_compare, showcase_home):
@@ -128,16 +147,14 @@ def test_train_finished_run(snap_compare, showcase_home):
         panel = s.query_one("#first-look")
         return getattr(s, "state", "") == "finished" and panel.done
 
-    assert snap_compare(
-        SparkTuiApp(preload=False), terminal_size=SIZE, run_before=_run_step("train", ready)
-    )
+    _shot(snap_compare, "train_finished_run", _run_step("train", ready))
 
 
 def test_evaluate_filled_table(snap_compare, showcase_home):
     ready = _run_step("evaluate", lambda s: getattr(s, "result", None) is not None)
-    assert snap_compare(SparkTuiApp(preload=False), terminal_size=SIZE, run_before=ready)
+    _shot(snap_compare, "evaluate_filled_table", ready)
 
 
 def test_deploy_report(snap_compare, showcase_home):
     ready = _run_step("deploy", lambda s: bool(getattr(s, "shown_report", False)))
-    assert snap_compare(SparkTuiApp(preload=False), terminal_size=SIZE, run_before=ready)
+    _shot(snap_compare, "deploy_report", ready)

@@ -24,6 +24,11 @@ DEFAULTS: dict[str, str] = {
     # busy cores); passive waiting costs little when the machine is idle.
     # OpenMP reads it once, when it starts: only a new process's environment can set it.
     "OMP_WAIT_POLICY": "PASSIVE",
+    # transformers >= 5.2x kernelizes every model it loads with code fetched from the
+    # Hub (`kernels`) unless this is off: that is remote code the user did not turn on,
+    # it fails offline, and it raises when `kernels` is not installed (seen on an H200
+    # with NVIDIA's image).  Fused kernels come from Liger, chosen in trainer_args.
+    "USE_HUB_KERNELS": "0",
 }
 
 # What a running process may set for itself before it loads the libraries.
@@ -33,6 +38,7 @@ LIBRARY_QUIET = (
     "TRL_EXPERIMENTAL_SILENCE",
     "TOKENIZERS_PARALLELISM",
     "HF_HUB_DISABLE_PROGRESS_BARS",
+    "USE_HUB_KERNELS",
 )
 
 

@@ -8,16 +8,24 @@ from spark_tui.core.data.errors import DataError
 
 
 def load_tokenizer(
-    model: str = "default", *, revision: str = "", trust_remote_code: bool = False
+    model: str = "default",
+    *,
+    revision: str = "",
+    trust_remote_code: bool = False,
+    progress: Any = None,
 ) -> Any:
     """The tokenizer of `model` ("default", a local folder or a Hub id); None for "none".
 
     A Hub id is only tried when the Hub is reachable; offline, the error says so.
+    `progress(fraction, message)` follows the bundled model's one-time conversion.
     """
     if model in ("none", "None", ""):
         return None
     from spark_tui.core.base.errors import SparkError
     from spark_tui.core.model import resolve as models
+
+    if model == "default" and progress is not None:
+        models.ensure_default_model(progress=progress)  # about a minute, the first time only
 
     try:
         path = models.resolve_model_path(model)
