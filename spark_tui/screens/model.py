@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, OptionList, Static, Switch
 from textual.widgets.option_list import Option
 
+from spark_tui.core.base.progress import StageProgress
 from spark_tui.core.model import catalog
 from spark_tui.core.model import sources as model_sources
 from spark_tui.core.model.folder import remote_code_warning
@@ -40,7 +43,12 @@ def render_card(info: model_sources.ModelInfo) -> str:
         lines.append(f"Licence: {info.license}" + ("  [b]gated[/b]" if info.gated else ""))
     tmpl = info.chat_template or "none found (ChatML or Llama 3 will be offered)"
     lines.append(f"Chat template: {tmpl}")
-    lines.append("Local: " + ("[green]present[/green]" if info.present_locally else "not downloaded"))
+    if info.present_locally:
+        lines.append("Local: [green]present[/green]")
+    elif info.hub_id and info.source != "local":  # the Train step would download it too
+        lines.append("Local: not downloaded · Ctrl+D downloads it now")
+    else:
+        lines.append("Local: not complete")
     for m in info.messages:
         lines.append(f"[dim]• {m}[/dim]")
     for w in info.warnings:
@@ -50,12 +58,14 @@ def render_card(info: model_sources.ModelInfo) -> str:
 
 class ModelScreen(StepScreen):
     STEP = "model"
+    BINDINGS = [Binding("ctrl+d", "download", "Download")]
 
     DEFAULT_CSS = """
     ModelScreen #model-search { margin-bottom: 0; }
     ModelScreen #model-columns { height: 1fr; }
     ModelScreen #model-list { width: 45%; height: 1fr; }
     ModelScreen #model-card-scroll { width: 1fr; height: 1fr; padding: 0 1; border-left: solid $panel; }
+    ModelScreen #model-download { height: auto; color: $text-muted; }
     """
 
     def __init__(self) -> None:
@@ -74,6 +84,7 @@ class ModelScreen(StepScreen):
             yield OptionList(id="model-list")
             with VerticalScroll(id="model-card-scroll"):
                 yield Static("Pick a model.", id="model-card")
+                yield Static("", id="model-download")
         with Horizontal(id="trust-row", classes="field-row"):
             yield Switch(value=False, id="trust-remote-code", animate=False)
             yield Label("trust_remote_code: runs the model's own code (trusted models only)")
@@ -175,6 +186,41 @@ class ModelScreen(StepScreen):
             self._advance_when_ready = False
             self.action_next()
 
+    # -- download -----------------------------------------------------------
+    def action_download(self) -> None:
+        info = self.info
+        if info is None or not info.hub_id or info.present_locally:
+            what = "it is already here" if info is not None and info.present_locally else (
+                "only Hub models are downloaded")  # fmt: skip
+            self.notify(f"Nothing to download: {what}.", title="Download")
+            return
+        self.download(info.hub_id, self.app.config.model.revision or None)
+
+    @work(thread=True, exclusive=True, group="model-download", exit_on_error=False)
+    def download(self, repo_id: str, revision: str | None) -> None:
+        """The same download the Train step does (core/model/download), shown on the card.
+
+        A thread cannot be cancelled: quitting ends it, and huggingface_hub resumes the
+        partial files next time.
+        """
+        from spark_tui.core.model.download import download_model, plan_download
+
+        line = StageProgress()
+        say = lambda text: self.app.call_from_thread(self._download_line, text)  # noqa: E731
+        say(f"{repo_id}: asking the Hub for its files…")
+        try:
+            trust = bool(self.app.config.model.trust_remote_code)
+            plan = plan_download(repo_id, revision=revision, trust_remote_code=trust)
+            download_model(plan, progress=lambda st, d, t: say(line.update(st, d, t)))
+        except Exception as exc:  # ModelSourceError says what to do; anything else, plainly
+            say(f"[red]{escape(str(exc))}[/red]")
+            return
+        say(f"[green]{repo_id} downloaded[/green] ({line.line()})")
+        self.app.call_from_thread(self.load_info, repo_id)
+
+    def _download_line(self, text: str) -> None:
+        self.query_one("#model-download", Static).update(text)
+
     # -- step contract ------------------------------------------------------
     def validate_step(self) -> tuple[bool, str]:
         if self.info is None:
@@ -188,8 +234,11 @@ class ModelScreen(StepScreen):
     @on(Switch.Changed, "#trust-remote-code")
     def trust_changed(self, event: Switch.Changed) -> None:
         if event.value:
-            self.notify(remote_code_warning(self.selected_id or "this model"),
-                        severity="warning", title="trust_remote_code")
+            self.notify(
+                remote_code_warning(self.selected_id or "this model"),
+                severity="warning",
+                title="trust_remote_code",
+            )
         self.refresh_nav()
 
     def commit(self) -> None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -31,6 +32,9 @@ def status_line(st: dict[str, Any], last: dict[str, Any]) -> str:
     """The one-line summary; `last` is the newest training metrics line."""
     state = st.get("state", "new")
     step, total = st.get("step", 0) or 0, st.get("total_steps", 0) or 0
+    if state == "preparing" and st.get("phase"):  # download, data, model load: what and how far
+        doing = escape(str(st.get("phase_detail") or st["phase"]))
+        return f"[b]{state}[/b] · {doing} · elapsed {fmt_duration(st.get('elapsed_s'))}"
     parts = [f"[b]{state}[/b]", f"step {step}/{total or '?'}"]
     if last.get("loss") is not None:
         parts.append(f"loss {last['loss']:.4f}")

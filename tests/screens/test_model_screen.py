@@ -65,3 +65,25 @@ async def test_bad_folder_blocks_next_with_reason(spark_home, tmp_path):
         assert app.screen.query_one("#next", Button).disabled
         reason = str(app.screen.query_one("#next-reason", Static).render())
         assert reason  # names what is missing
+
+
+async def test_download_key_on_a_hub_model_says_why_it_cannot_here(spark_home, monkeypatch):
+    """Ctrl+D runs the core download in a worker; offline (as tests are) it names the
+    setting in the line under the card instead of failing silently."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    app = SparkTuiApp(preload=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _open_model_step(app, pilot)
+        ol = app.screen.query_one("#model-list", OptionList)
+        ids = [ol.get_option_at_index(i).id for i in range(ol.option_count)]
+        ol.highlighted = ids.index(next(i for i in ids if "Llama-3.1-8B" in i))
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Ctrl+D downloads it" in str(app.screen.query_one("#model-card", Static).render())
+        await pilot.press("ctrl+d")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        line = str(app.screen.query_one("#model-download", Static).render())
+        assert "HF_HUB_OFFLINE" in line and "hf download" in line

@@ -29,6 +29,7 @@ STAGE_UNITS: dict[str, str] = {
     "verify": "checks",
     "quantize": "bytes",
     "upload": "bytes",
+    "download": "bytes",  # core/model/download: bytes written into the HF cache
 }
 # Before this much time (or this share of the work) the rate says too little.
 ETA_MIN_S = 1.0

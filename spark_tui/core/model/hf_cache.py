@@ -103,13 +103,19 @@ def local_snapshot(
 
     cache = Path(cache_dir) if cache_dir else paths.hf_cache_dir()
     name = _cache_repo_name(repo_id, cache)
-    get = f"download it in the Model step or run `hf download {repo_id}`"
+    get = f"download it in the Model step (Ctrl+D) or run `hf download {repo_id}`"
     try:
         snap = Path(
             snapshot_download(name, revision=revision, cache_dir=str(cache), local_files_only=True)
         )
     except Exception as exc:  # LocalEntryNotFoundError, IncompleteSnapshotError, bad ids
         kind = type(exc).__name__
+        # huggingface_hub >= 2 calls a snapshot incomplete when any repo file is missing,
+        # also those loading never reads (original/ checkpoints, GGUF copies) that our
+        # download and `hf download --include` leave out: check_folder below judges.
+        partial = _snapshot(_repo_dir(name, cache)) if "Incomplete" in kind else None
+        if partial is not None and not check_folder(partial).problems:
+            return partial
         what = (
             "is only partly downloaded"
             if "Incomplete" in kind

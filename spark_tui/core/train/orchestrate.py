@@ -62,6 +62,7 @@ from spark_tui.core.train.status import StatusWriter
 from spark_tui.core.train.stop import StopControl, StopRequested
 from spark_tui.core.train.trainer import (
     build_trainer,
+    fetch_model,
     prepare_data,
     resume_data,
     save_output,
@@ -106,8 +107,12 @@ def _train(
     log.info("device %s (%s), precision %s", hw.device, hw.name, precision)
     transformers.set_seed(cfg.train.seed)
 
-    _phase(status, control, "loading tokenizer")
     model_path = resolve_model_path(cfg.model.id)
+    try:
+        fetch_model(cfg, model_path, status, control.check)
+    except InterruptedError as exc:
+        raise StopRequested(control.reason or str(exc)) from exc
+    _phase(status, control, "loading tokenizer")
     tok = load_tokenizer(cfg, model_path)
 
     _phase(status, control, "preparing data")

@@ -6,6 +6,7 @@ the callbacks.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -19,24 +20,62 @@ from spark_tui.core.base.atomic import atomic_write_json, read_json
 from spark_tui.core.train.runs import Run
 from spark_tui.core.train.status import StatusWriter
 
+log = logging.getLogger("spark_tui.training")
+
+
+def phase_progress(status: StatusWriter, phase: str) -> Any:
+    """A (stage, done, total) callback showing one phase's progress line in status.json.
+
+    phase_detail is the line the screens print ("download · 3.2 / 16.0 GB · 20 % ·
+    4:10 left"), phase_progress the fraction; status.json is rewritten at most twice
+    a second.
+    """
+    from spark_tui.core.base.progress import StageProgress
+
+    line, last = StageProgress(), [0.0]
+
+    def progress(stage: str, done: float, total: float | None) -> None:
+        text = line.update(str(stage), done, total)
+        now = time.time()
+        if now - last[0] < 0.5 and (total is None or done < total):
+            return
+        last[0] = now
+        frac = float(done) / float(total) if total else None
+        status.update(phase=phase, phase_detail=text, phase_progress=frac)
+
+    return progress
+
 
 def prepare_data(cfg: RunConfig, tok: Any, run: Run, status: StatusWriter) -> Any:
     """Prepare the run's data into `<run>/data`, its progress shown in status.json."""
     from spark_tui.core.data import prepare_dataset
 
-    last = [0.0]
-
-    def progress(stage: str, done: float, total: float | None) -> None:
-        now = time.time()
-        if now - last[0] < 0.5 and (total is None or done < total):
-            return  # status.json is rewritten at most twice a second
-        last[0] = now
-        frac = float(done) / float(total) if total else None
-        status.update(phase="preparing data", phase_detail=str(stage), phase_progress=frac)
-
+    progress = phase_progress(status, "preparing data")
     prepared = prepare_dataset(cfg, tok, out_dir=run.data_dir, progress=progress)
+    status.update(phase_detail=None, phase_progress=None)
     record_sources(cfg, run)
     return prepared
+
+
+def fetch_model(cfg: RunConfig, model_path: str, status: StatusWriter, stop: Any) -> None:
+    """Download a Hub model that is not in the cache yet, with bytes and time left.
+
+    `stop()` true (the stop file) ends the wait; the partial files stay in the cache.
+    """
+    from spark_tui.core.model.download import download_model, needs_download, plan_download
+
+    revision = cfg.model.revision or None
+    if not needs_download(model_path, revision=revision):
+        return
+    status.update(phase="downloading model", phase_detail=None, phase_progress=None)
+    plan = plan_download(
+        model_path, revision=revision, trust_remote_code=bool(cfg.model.trust_remote_code)
+    )
+    log.info("downloading %s: %d files, %.2f GB", model_path, len(plan.files),
+             plan.total_bytes / 1e9)  # fmt: skip
+    progress = phase_progress(status, "downloading model")
+    download_model(plan, progress=progress, should_stop=stop)
+    status.update(phase_detail=None, phase_progress=None)
 
 
 def record_sources(cfg: RunConfig, run: Run) -> None:
