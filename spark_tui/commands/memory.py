@@ -62,6 +62,15 @@ def register(subparsers: Any) -> None:
         dest="budget_gb",
         help="check against this many GB instead of this machine's memory",
     )
+    p.add_argument(
+        "--processes", type=int, default=1,
+        help="processes in the whole run (one per GPU): the estimate per process",
+    )  # fmt: skip
+    p.add_argument("--machines", type=int, default=1, help="machines the processes are on")
+    p.add_argument(
+        "--strategy", choices=["fsdp", "ddp"], default="fsdp",
+        help="with --processes: FSDP shards weights, gradients, optimizer (default); DDP copies",
+    )  # fmt: skip
     add_json(p, "machine-readable output")
 
 
@@ -129,8 +138,38 @@ def run_estimate(
     return cfg, verdict(est, budget), probe
 
 
+def _distributed(args: argparse.Namespace, v: Verdict) -> tuple[list[str], dict[str, Any]]:
+    """Per-process peak and the verdict per machine (core/memory/distributed)."""
+    from spark_tui.core.memory.breakdown import fmt_gb
+    from spark_tui.core.memory.distributed import per_process
+    from spark_tui.core.memory.distributed import verdict as machine_verdict
+    from spark_tui.core.memory.headroom import STATUS_LABELS
+
+    try:
+        pp = per_process(v.estimate, args.strategy, args.processes, args.machines)
+    except ValueError as exc:
+        raise SparkError(f"--processes/--machines: {exc}") from exc
+    unified = v.target == "unified"
+    status, headroom = machine_verdict(pp, v.budget, unified=unified)
+    held = "the processes on one machine" if unified else "one process (one GPU)"
+    lines = [
+        pp.summary(),
+        f"Per machine: {STATUS_LABELS[status]}: {held} against "
+        f"{fmt_gb(v.budget)} ({v.budget_source}); headroom {headroom * 100:.0f} %",
+        "",
+    ]
+    lines += [f"  {label:<18}{value}" for label, value in pp.estimate.rows()]
+    lines += [f"  • {n}" for n in pp.estimate.notes[-1:]]
+    out = {"strategy": pp.strategy, "processes": pp.processes, "machines": pp.machines,
+           "per_process": pp.estimate.to_dict(), "per_machine_bytes": pp.per_machine,
+           "status": status, "headroom": round(headroom, 4)}  # fmt: skip
+    return lines, out
+
+
 def cmd_memory(args: argparse.Namespace) -> int:
     _cfg, v, probe = run_estimate(args)
+    spread = (args.processes or 1) > 1 or (args.machines or 1) > 1
+    dist_lines, dist = _distributed(args, v) if spread else ([], {})
     if args.json:
         out = v.estimate.to_dict()
         out["verdict"] = v.to_dict()
@@ -144,7 +183,11 @@ def cmd_memory(args: argparse.Namespace) -> int:
                 "gpus": [g.name for g in probe.gpus],
                 "nvml": probe.nvml_status,
             }
+        if dist:
+            out["distributed"] = dist
         print(json.dumps(out, indent=2))
         return 0
+    if dist_lines:
+        print("\n".join([*dist_lines, "", "In one process:"]))
     print("\n".join(report_lines(v)))
     return 0

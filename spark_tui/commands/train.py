@@ -60,7 +60,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--neftune-alpha", type=float, help="NEFTune noise alpha (0 = off)")
     p.add_argument("--name", help="run name (the folder gets a timestamp prefix)")
     add_repeatable(
-        p, "--set", "KEY=VALUE", "set any config value, e.g. --set lora.r=8 --set train.packing=true"
+        p,
+        "--set",
+        "KEY=VALUE",
+        "set any config value, e.g. --set lora.r=8 --set train.packing=true",
     )
     add_detach(p)
     add_json(p, "print the final status as JSON")
@@ -251,7 +254,7 @@ def _follow_rich(follower: Any, console: Any) -> dict[str, Any]:
         task = prog.add_task(
             "train", total=None, state="starting", loss="-", tps="", eta="--:--", elapsed=""
         )
-        stall_said = ""
+        stall_said = said_phase = ""
         for up in follower:
             st = up.status
             if up.state == "stalled" and st.get("stalled") and not stall_said:
@@ -267,17 +270,24 @@ def _follow_rich(follower: Any, console: Any) -> dict[str, Any]:
             last = train[-1] if train else {}
             loss = last.get("loss")
             state = up.state
-            if state == "preparing":
-                state_label = str(st.get("phase") or "preparing")[:9]
+            phase = str(st.get("phase") or "")
+            if state == "preparing" and phase != said_phase:  # one line per phase
+                said_phase = phase
+                prog.console.print(f"[dim]{phase}[/]")
+            frac = st.get("phase_progress") if state == "preparing" else None
+            if isinstance(frac, (int, float)):  # download / data: the bar shows that phase
+                total, done = 100, int(100 * frac)
+                tps = str(st.get("phase_detail") or "").split(" · ", 1)[-1]
             else:
-                state_label = state
+                total, done = st.get("total_steps") or None, st.get("step") or 0
+                tps = f"{last['tokens_per_s']:.0f} tok/s" if last.get("tokens_per_s") else ""
             prog.update(
                 task,
-                total=st.get("total_steps") or None,
-                completed=st.get("step") or 0,
-                state=state_label,
+                total=total,
+                completed=done,
+                state=state[:9],
                 loss=f"{loss:.4f}" if isinstance(loss, (int, float)) else (loss or "-"),
-                tps=f"{last['tokens_per_s']:.0f} tok/s" if last.get("tokens_per_s") else "",
+                tps=tps,
                 eta=_fmt_eta(st.get("eta_s")),
                 elapsed=_fmt_eta(st.get("elapsed_s")) if st.get("elapsed_s") else "",
             )

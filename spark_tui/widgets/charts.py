@@ -38,6 +38,15 @@ def points_text(title: str, xlabel: str, series: Sequence[Series]) -> Text:
     return text
 
 
+def integer_ticks(lo: float, hi: float, most: int = 5) -> list[int]:
+    """Up to `most` whole-number ticks from lo to hi (steps are counted, never 8.2)."""
+    lo_i, hi_i = int(lo), int(-(-hi // 1))
+    if hi_i - lo_i < most:
+        return list(range(lo_i, hi_i + 1))
+    span = hi_i - lo_i
+    return sorted({lo_i + round(span * k / (most - 1)) for k in range(most)})
+
+
 class MetricChart(PlotextPlot):
     """A line chart of one or more series sharing the x axis."""
 
@@ -88,6 +97,9 @@ class MetricChart(PlotextPlot):
             plt.plot(dx, dy, label=label, marker="braille")
             drawn += len(dx)
         self.points_drawn = drawn
+        ends = [float(x) for _label, xs, _ys in self._series if len(xs) for x in (xs[0], xs[-1])]
+        if ends and all(x.is_integer() for x in ends):  # steps: whole-number ticks
+            plt.xticks(integer_ticks(min(ends), max(ends)))
 
 
 class LossChart(MetricChart):

@@ -14,7 +14,8 @@ printed beside each bar); letters, digits, marks and chart points (braille) are 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.cells import cell_len
@@ -72,3 +73,23 @@ def hidden_text(app: Any) -> list[str]:
                     f"{fg.downgrade(system).name}"
                 )
     return found
+
+
+@dataclass
+class Check:
+    """run_before for `snap_compare` that also looks for lost text on the same app."""
+
+    run_before: Callable[[Any], Awaitable[None]] | None = None
+    ran: bool = False
+    found: list[str] = field(default_factory=list)
+
+    async def __call__(self, pilot: Any) -> None:
+        if self.run_before is not None:
+            await self.run_before(pilot)
+        else:
+            await pilot.pause()
+        self.found, self.ran = hidden_text(pilot.app), True
+
+    def assert_none_lost(self) -> None:
+        assert self.ran, "the screen was never rendered"
+        assert self.found == [], "\n".join(self.found)

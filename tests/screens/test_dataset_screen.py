@@ -2,18 +2,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
+from pathlib import Path
 
 from textual.widgets import Button, Select, SelectionList, Static
 
 from spark_tui.app import SparkTuiApp
 from spark_tui.screens.dataset import DatasetScreen
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from waiting import workers_done  # noqa: E402
+
 
 async def _settle(app, pilot, cond, timeout=120):
     end = time.time() + timeout
     while time.time() < end:
-        await app.workers.wait_for_complete()
+        await workers_done(app)
         await pilot.pause()
         if cond():
             return
@@ -95,8 +100,15 @@ async def test_typed_relative_path_is_read_from_the_start_folder_and_offered_aga
         inp.value = "data/mine.jsonl"  # relative to the folder spark-tui was started from
         inp.focus()
         await pilot.press("enter")
-        await _settle(app, pilot, lambda: app.config.data.path.endswith("mine.jsonl")
-                      and screen.prepared is not None or bool(screen.error))
+        await _settle(
+            app,
+            pilot,
+            lambda: (
+                app.config.data.path.endswith("mine.jsonl")
+                and screen.prepared is not None
+                or bool(screen.error)
+            ),
+        )
         assert not screen.error, screen.error
         assert app.config.data.path == str(start / "data" / "mine.jsonl")
         screen.action_toggle_tree()
@@ -114,6 +126,9 @@ async def test_typed_relative_path_is_read_from_the_start_folder_and_offered_aga
         key = RECENT_PREFIX + str(start / "data" / "mine.jsonl")
         assert options[key] == "Recent: data/mine.jsonl"
         select.value = key
-        await _settle(app, pilot, lambda: app.config.data.path.endswith("mine.jsonl")
-                      and screen.prepared is not None)
+        await _settle(
+            app,
+            pilot,
+            lambda: app.config.data.path.endswith("mine.jsonl") and screen.prepared is not None,
+        )
         assert "mine.jsonl" in str(screen.query_one("#data-status", Static).render())

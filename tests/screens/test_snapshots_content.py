@@ -19,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import colours  # noqa: E402
 import showcase  # noqa: E402
+from waiting import workers_done  # noqa: E402
 
 from spark_tui.app import SparkTuiApp  # noqa: E402
 from spark_tui.core.model import hardware, usage  # noqa: E402
@@ -60,28 +61,18 @@ async def _settle(pilot, cond=lambda: True, timeout: float = 120) -> None:
     end = loop.time() + timeout
     while loop.time() < end:
         await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
+        await workers_done(pilot.app)
         if cond():
             break
         await asyncio.sleep(0.1)
     await pilot.pause()
 
 
-# What `colours.hidden_text` found on each screen, filled in by run_before (the app the
-# snapshot is taken of: no second start).
-HIDDEN: dict[str, list[str]] = {}
-
-
-def _shot(snap_compare, name: str, run_before) -> None:
+def _shot(snap_compare, run_before) -> None:
     """The 80x24 snapshot of one screen, and no text lost at 256 or 16 colours there."""
-
-    async def checked(pilot):
-        await run_before(pilot)
-        HIDDEN[name] = colours.hidden_text(pilot.app)
-
-    HIDDEN.pop(name, None)
-    assert snap_compare(SparkTuiApp(preload=False), terminal_size=SIZE, run_before=checked)
-    assert HIDDEN[name] == [], "\n".join(HIDDEN[name])
+    check = colours.Check(run_before)
+    assert snap_compare(SparkTuiApp(preload=False), terminal_size=SIZE, run_before=check)
+    check.assert_none_lost()
 
 
 def _wizard_step(step: str, ready):
@@ -119,27 +110,27 @@ def test_welcome_with_a_finished_run(snap_compare, showcase_home):
             pilot, lambda: "GB" in str(pilot.app.screen.query_one("#system-summary").render())
         )
 
-    _shot(snap_compare, "welcome_with_a_finished_run", run_before)
+    _shot(snap_compare, run_before)
 
 
 def test_model_card(snap_compare, showcase_home):
     ready = _wizard_step("model", lambda s: getattr(s, "info", None) is not None)
-    _shot(snap_compare, "model_card", ready)
+    _shot(snap_compare, ready)
 
 
 def test_memory_verdict(snap_compare, showcase_home):
     ready = _wizard_step("memory", lambda s: getattr(s, "verdict", None) is not None)
-    _shot(snap_compare, "memory_verdict", ready)
+    _shot(snap_compare, ready)
 
 
 def test_dataset_prepared(snap_compare, showcase_home):
     ready = _wizard_step("dataset", lambda s: getattr(s, "prepared", None) is not None)
-    _shot(snap_compare, "dataset_prepared", ready)
+    _shot(snap_compare, ready)
 
 
 def test_review_verdict(snap_compare, showcase_home):
     ready = _wizard_step("review", lambda s: "peak" in str(s.query_one("#review-verdict").render()))
-    _shot(snap_compare, "review_verdict", ready)
+    _shot(snap_compare, ready)
 
 
 def test_train_finished_run(snap_compare, showcase_home):
@@ -147,14 +138,14 @@ def test_train_finished_run(snap_compare, showcase_home):
         panel = s.query_one("#first-look")
         return getattr(s, "state", "") == "finished" and panel.done
 
-    _shot(snap_compare, "train_finished_run", _run_step("train", ready))
+    _shot(snap_compare, _run_step("train", ready))
 
 
 def test_evaluate_filled_table(snap_compare, showcase_home):
     ready = _run_step("evaluate", lambda s: getattr(s, "result", None) is not None)
-    _shot(snap_compare, "evaluate_filled_table", ready)
+    _shot(snap_compare, ready)
 
 
 def test_deploy_report(snap_compare, showcase_home):
     ready = _run_step("deploy", lambda s: bool(getattr(s, "shown_report", False)))
-    _shot(snap_compare, "deploy_report", ready)
+    _shot(snap_compare, ready)

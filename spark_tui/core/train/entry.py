@@ -10,6 +10,7 @@ Exit status: 0 finished or stopped, 1 failed, 2 bad arguments or run locked.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,17 @@ def main(argv: list[str] | None = None) -> int:
 
     # Quiet before anything heavy is imported.
     apply_defaults()
+
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:
+        # Every rank would write the same run folder (and the second one finds it locked);
+        # refused until the rank-aware trainer lands (accelerate_config writes the configs).
+        print(
+            f"error: this trainer runs in one process; it was started as one of {world} "
+            "(accelerate launch / torchrun). Start it with `spark-tui train` instead.",
+            file=sys.stderr,
+        )
+        return 2
 
     from spark_tui.core.train.runs import Run, RunError
 

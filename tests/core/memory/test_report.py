@@ -104,3 +104,16 @@ def test_cli_config_file(capsys, tmp_path) -> None:
     )
     data = json.loads(out)
     assert data["method"] == "qlora" and data["settings"]["max_length"] == cfg.data.max_length
+
+
+def test_cli_per_process_estimate_for_two_sparks(capsys) -> None:
+    """`spark-tui memory --processes 2 --machines 2`: 70B LoRA bf16 fits two 128 GB Sparks
+    with FSDP, and the same run on one does not."""
+    argv = ["--model", L70, "--method", "lora", "--target", "unified", "--budget-gb", "128",
+            "--json"]  # fmt: skip
+    two = json.loads(_run_memory(capsys, *argv, "--processes", "2", "--machines", "2"))
+    assert two["distributed"]["status"] in ("fits", "tight")
+    assert two["distributed"]["per_process"]["breakdown_gb"]["weights"] < 75
+    assert two["verdict"]["status"] == "wont_fit"  # the same run in one process
+    text = _run_memory(capsys, *argv[:-1], "--processes", "2", "--machines", "2")
+    assert "FSDP over 2 processes (2 machines)" in text and "Per machine:" in text
