@@ -65,7 +65,7 @@ class ModelScreen(StepScreen):
     ModelScreen #model-columns { height: 1fr; }
     ModelScreen #model-list { width: 45%; height: 1fr; }
     ModelScreen #model-card-scroll { width: 1fr; height: 1fr; padding: 0 1; border-left: solid $panel; }
-    ModelScreen #model-download { height: auto; color: $text-muted; }
+    ModelScreen #model-download { height: auto; color: $text-muted; display: none; }
     """
 
     def __init__(self) -> None:
@@ -84,7 +84,7 @@ class ModelScreen(StepScreen):
             yield OptionList(id="model-list")
             with VerticalScroll(id="model-card-scroll"):
                 yield Static("Pick a model.", id="model-card")
-                yield Static("", id="model-download")
+        yield Static("", id="model-download")  # under the list and card: always in view
         with Horizontal(id="trust-row", classes="field-row"):
             yield Switch(value=False, id="trust-remote-code", animate=False)
             yield Label("trust_remote_code: runs the model's own code (trusted models only)")
@@ -219,7 +219,9 @@ class ModelScreen(StepScreen):
         self.app.call_from_thread(self.load_info, repo_id)
 
     def _download_line(self, text: str) -> None:
-        self.query_one("#model-download", Static).update(text)
+        line = self.query_one("#model-download", Static)
+        line.update(text)
+        line.display = True
 
     # -- step contract ------------------------------------------------------
     def validate_step(self) -> tuple[bool, str]:
