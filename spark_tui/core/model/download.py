@@ -23,6 +23,7 @@ from pathlib import Path
 
 from spark_tui.core.base import paths
 from spark_tui.core.model.folder import ModelSourceError
+from spark_tui.core.model.hub import hub_error
 
 # (stage, bytes done, bytes total): the same events as the other long steps.
 ByteProgress = Callable[[str, float, float | None], None]
@@ -78,7 +79,7 @@ def plan_download(
     try:
         info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
     except Exception as exc:  # gated, not found, no network: one clear sentence each
-        raise ModelSourceError(_hub_error(repo_id, exc)) from exc
+        raise ModelSourceError(hub_error(repo_id, exc)[1]) from exc
     sizes = {s.rfilename: int(s.size or 0) for s in info.siblings or []}
     files = choose_files(sizes, trust_remote_code=trust_remote_code)
     if not any(fnmatch.fnmatch(n, g) for n in files for g in ("*.safetensors", "*.bin")):
@@ -88,21 +89,6 @@ def plan_download(
         )
     skipped = sorted(set(sizes) - set(files))
     return DownloadPlan(repo_id, revision, info.sha or "", files, skipped)
-
-
-def _hub_error(repo_id: str, exc: BaseException) -> str:
-    from spark_tui.core.model.hub import gated_help, token_source
-
-    kind = type(exc).__name__
-    if kind == "GatedRepoError" or "401" in str(exc) or "403" in str(exc):
-        return gated_help(repo_id)
-    if kind == "RepositoryNotFoundError":
-        hint = "" if token_source() else " (if it is private, log in with `hf auth login`)"
-        return f"no model {repo_id} on the Hugging Face Hub{hint}"
-    if kind == "RevisionNotFoundError":
-        return f"{repo_id} has no such revision: check model.revision"
-    first = (str(exc).strip().splitlines() or [kind])[0][:160]
-    return f"the Hugging Face Hub could not be reached for {repo_id} ({first}); check the network"
 
 
 def _bytes_in(folder: Path) -> int:
@@ -167,7 +153,7 @@ def download_model(
             progress(STAGE, min(done, total) if total else done, total)
     if "error" in result:
         exc = result["error"]
-        raise ModelSourceError(_hub_error(plan.repo_id, exc)) from exc  # type: ignore[arg-type]
+        raise ModelSourceError(hub_error(plan.repo_id, exc)[1]) from exc  # type: ignore[arg-type]
     if progress is not None:
         progress(STAGE, total or 0.0, total)
     return Path(str(result["path"]))

@@ -113,36 +113,51 @@ def fetch_hub_config(
     if is_offline():
         return HubConfig(repo_id, "offline", "HF_HUB_OFFLINE is set: the Hub was not asked")
     try:
-        from huggingface_hub import errors as hf_errors
-    except Exception:  # pragma: no cover - huggingface_hub is a dependency
-        return HubConfig(repo_id, "error", "huggingface_hub is not installed")
-    try:
         cfg = _http_get_config(repo_id, revision, timeout)
-    except hf_errors.GatedRepoError:
-        return HubConfig(repo_id, "gated", gated_help(repo_id))
-    except hf_errors.RepositoryNotFoundError:
+    except Exception as exc:  # httpx connection errors, timeouts, DNS failures included
+        status, message = hub_error(repo_id, exc, reading=f"config.json of {repo_id}")
+        return HubConfig(repo_id, status, message)
+    return HubConfig(repo_id, "ok", "", cfg)
+
+
+def hub_error(repo_id: str, exc: BaseException, *, reading: str = "") -> tuple[str, str]:
+    """(status, one sentence saying what to do) for an exception from a Hub call.
+
+    status: "gated", "not_found", "offline" (not reached) or "error".  `reading`
+    names what was being read, for a local read/write failure (a bad JSON, a full disk).
+    The one mapping for config reads (`fetch_hub_config`) and downloads (`download.py`).
+    """
+    from huggingface_hub import errors as hf_errors
+
+    first = _first_line(exc)
+    # Subclasses before their bases: Gated < RepositoryNotFound < HfHubHTTPError, and a
+    # LocalEntryNotFoundError (no network while locating the files) < EntryNotFound.
+    if isinstance(exc, hf_errors.GatedRepoError):
+        return "gated", gated_help(repo_id)
+    if isinstance(exc, hf_errors.RepositoryNotFoundError):
         hint = "" if token_source() else " (if it is private, log in with `hf auth login`)"
-        return HubConfig(repo_id, "not_found", f"no model {repo_id} on the Hugging Face Hub{hint}")
-    except (hf_errors.EntryNotFoundError, hf_errors.RevisionNotFoundError) as exc:
-        return HubConfig(repo_id, "error", f"{repo_id}: {_first_line(exc)}")
-    except hf_errors.HfHubHTTPError as exc:
+        return "not_found", f"no model {repo_id} on the Hugging Face Hub{hint}"
+    if isinstance(exc, hf_errors.RevisionNotFoundError):
+        return "error", f"{repo_id} has no such revision ({first}): check model.revision"
+    if isinstance(exc, hf_errors.OfflineModeIsEnabled):
+        return "offline", "HF_HUB_OFFLINE is set: the Hub was not asked"
+    if isinstance(exc, hf_errors.LocalEntryNotFoundError):
+        return "offline", f"the Hub could not be reached for {repo_id} ({first}); check the network"
+    if isinstance(exc, hf_errors.EntryNotFoundError):
+        return "error", f"{repo_id}: {first}"
+    if isinstance(exc, hf_errors.HfHubHTTPError):
         code = getattr(getattr(exc, "response", None), "status_code", None)
         if code in (401, 403):
-            return HubConfig(repo_id, "gated", gated_help(repo_id))
-        return HubConfig(
-            repo_id, "error", f"the Hub answered an error for {repo_id}: {_first_line(exc)}"
-        )
-    except hf_errors.OfflineModeIsEnabled:
-        return HubConfig(repo_id, "offline", "HF_HUB_OFFLINE is set: the Hub was not asked")
-    except (ConnectionError, TimeoutError) as exc:
-        return HubConfig(repo_id, "offline", f"the Hub could not be reached ({_first_line(exc)})")
-    except (OSError, ValueError) as exc:
-        return HubConfig(
-            repo_id, "error", f"config.json of {repo_id} is unreadable: {_first_line(exc)}"
-        )
-    except Exception as exc:  # httpx connection errors, timeouts, DNS failures
-        return HubConfig(repo_id, "offline", f"the Hub could not be reached ({_first_line(exc)})")
-    return HubConfig(repo_id, "ok", "", cfg)
+            return "gated", gated_help(repo_id)
+        return "error", f"the Hub answered an error for {repo_id}: {first}"
+    if isinstance(exc, (OSError, ValueError)) and not isinstance(
+        exc, (ConnectionError, TimeoutError)
+    ):
+        if reading and not getattr(exc, "errno", None):
+            return "error", f"{reading} is unreadable: {first}"
+        if getattr(exc, "errno", None):  # the disk, not the network (ENOSPC, EACCES, …)
+            return "error", f"{reading or repo_id}: {first}"
+    return "offline", f"the Hub could not be reached for {repo_id} ({first}); check the network"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -88,3 +88,19 @@ def test_token_source_never_exposes_the_token(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_env")
     assert token_source() == "HF_TOKEN"
     assert "hf_env" not in gated_help("a/b")
+
+
+def test_one_mapping_of_hub_errors_for_config_reads_and_downloads():
+    import errno
+
+    from huggingface_hub import errors as hf_errors
+
+    from spark_tui.core.model.hub import hub_error
+
+    status, msg = hub_error("org/m", hf_errors.LocalEntryNotFoundError("no connection"))
+    assert status == "offline" and "check the network" in msg  # not "no such file"
+    status, msg = hub_error("org/m", OSError(errno.ENOSPC, "No space left on device"))
+    assert status == "error" and "No space left" in msg and "reached" not in msg
+    status, msg = hub_error("org/m", ValueError("not JSON"), reading="config.json of org/m")
+    assert (status, msg) == ("error", "config.json of org/m is unreadable: not JSON")
+    assert hub_error("org/m", TimeoutError("timed out"))[0] == "offline"
