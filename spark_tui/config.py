@@ -40,6 +40,8 @@ ChatTemplate = Literal["auto", "chatml", "llama3"]
 RefHandling = Literal["auto", "adapter_disabled", "copy", "precompute"]
 # "auto": on only when the run would not fit without it (core/memory/estimator).
 Checkpointing = Literal["auto", "on", "off"]
+# Several processes through accelerate launch: "none" = the one detached process.
+Strategy = Literal["none", "ddp", "fsdp"]
 DataFormat = Literal[
     "auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text",
     "preference", "kto",
@@ -167,6 +169,18 @@ class PreferenceConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """[distributed] Several processes or machines through `accelerate launch` (DDP or FSDP)."""
+
+    strategy: Strategy = "none"  # none = one process; ddp; fsdp = full shard by decoder layer
+    processes_per_machine: int = 1  # usually the number of GPUs on each machine
+    machines: int = 1
+    machine_rank: int = 0  # this machine's number (0 = the main one; `--machine-rank` overrides)
+    main_address: str = "127.0.0.1"  # machine 0's address on the link between the machines
+    main_port: int = 29500
+
+
+@dataclass
 class RunConfig:
     """Everything a run needs.  Round-trips through TOML exactly."""
 
@@ -177,6 +191,7 @@ class RunConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     # ---- serialisation -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -410,6 +425,9 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "orpo_lambda": (0.0, 100.0),
     "kto_desirable_weight": (0.0, 100.0),
     "kto_undesirable_weight": (0.0, 100.0),
+    "processes_per_machine": (1, 1024),
+    "machines": (1, 1024),
+    "main_port": (1, 65535),
 }
 
 
@@ -447,6 +465,11 @@ def _check_limits(obj: Any, prefix: str) -> None:
             raise ConfigError(
                 f"'{prefix}{f.name}' = {value!r} is out of range; allowed: {lo} .. {hi}"
             )
+    if isinstance(obj, DistributedConfig) and not 0 <= obj.machine_rank < obj.machines:
+        raise ConfigError(
+            f"'{prefix}machine_rank' = {obj.machine_rank} is not one of the {obj.machines} "
+            f"machines; allowed: 0 .. {obj.machines - 1}"
+        )
     if isinstance(obj, TrainConfig) and obj.max_steps == -1 and obj.epochs == 0:
         raise ConfigError(
             f"'{prefix}epochs' = 0 with '{prefix}max_steps' = -1 trains nothing; "

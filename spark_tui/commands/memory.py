@@ -140,24 +140,15 @@ def run_estimate(
 
 def _distributed(args: argparse.Namespace, v: Verdict) -> tuple[list[str], dict[str, Any]]:
     """Per-process peak and the verdict per machine (core/memory/distributed)."""
-    from spark_tui.core.memory.breakdown import fmt_gb
-    from spark_tui.core.memory.distributed import per_process
-    from spark_tui.core.memory.distributed import verdict as machine_verdict
-    from spark_tui.core.memory.headroom import STATUS_LABELS
+    from spark_tui.core.memory.distributed import machine_verdict
 
     try:
-        pp = per_process(v.estimate, args.strategy, args.processes, args.machines)
+        pp, status, headroom, line = machine_verdict(
+            v, args.strategy, args.processes, args.machines
+        )
     except ValueError as exc:
         raise SparkError(f"--processes/--machines: {exc}") from exc
-    unified = v.target == "unified"
-    status, headroom = machine_verdict(pp, v.budget, unified=unified)
-    held = "the processes on one machine" if unified else "one process (one GPU)"
-    lines = [
-        pp.summary(),
-        f"Per machine: {STATUS_LABELS[status]}: {held} against "
-        f"{fmt_gb(v.budget)} ({v.budget_source}); headroom {headroom * 100:.0f} %",
-        "",
-    ]
+    lines = [pp.summary(), line, ""]
     lines += [f"  {label:<18}{value}" for label, value in pp.estimate.rows()]
     lines += [f"  • {n}" for n in pp.estimate.notes[-1:]]
     out = {"strategy": pp.strategy, "processes": pp.processes, "machines": pp.machines,

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from spark_tui.commands.args import add_command, add_detach, add_json, add_run
+from spark_tui.commands.train import add_machine_rank, after_start, print_machine_commands
 
 
 def register(subparsers: Any) -> None:
@@ -30,6 +31,18 @@ def register(subparsers: Any) -> None:
         subparsers, "resume", handle_resume, "continue a stopped or died run from its checkpoint"
     )
     add_run(p)
+    add_machine_rank(p)
+    add_detach(p, "start it and return at once")
+
+    p = add_command(
+        subparsers,
+        "launch",
+        handle_launch,
+        "start this machine's processes of a distributed run (accelerate launch)",
+    )
+    add_run(p, "the run folder (at the same path on every machine) or its run.toml")
+    add_machine_rank(p)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     add_detach(p, "start it and return at once")
 
     add_run(add_command(subparsers, "attach", handle_attach, "follow a running or finished run"))
@@ -127,19 +140,39 @@ def handle_kill(args: argparse.Namespace) -> int:
 def handle_resume(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from spark_tui.commands.train import follow
     from spark_tui.core.train import process
     from spark_tui.core.train.runs import resolve_run
 
     run = resolve_run(args.run)
     ckpt = run.latest_checkpoint()
-    process.resume_training(run)
+    process.resume_training(run, machine_rank=args.machine_rank)
     console = Console()
     where = f"step {ckpt.name.split('-')[-1]}" if ckpt else "step 0 (no checkpoint yet)"
     console.print(f"resuming {run.id} from {where}")
-    if args.detach:
-        return 0
-    return follow(run, console)
+    return after_start(run, args, console)
+
+
+def handle_launch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from spark_tui.core.base.errors import SparkError
+    from spark_tui.core.train import launch, process
+    from spark_tui.core.train.runs import resolve_run
+
+    target = Path(args.run)
+    run = resolve_run(target.parent if target.name == "run.toml" else args.run)
+    cfg = run.config()
+    if not launch.is_distributed(cfg):
+        raise SparkError(
+            f"{run.config_path} trains in one process ([distributed] strategy = "
+            f"{cfg.distributed.strategy!r}); start it with `spark-tui resume` or the wizard"
+        )
+    console = Console()
+    print_machine_commands(run, cfg, console)
+    process.start_training(run, resume=args.resume, machine_rank=args.machine_rank)
+    return after_start(run, args, console)
 
 
 def handle_attach(args: argparse.Namespace) -> int:

@@ -65,6 +65,14 @@ def register(subparsers: Any) -> None:
         "KEY=VALUE",
         "set any config value, e.g. --set lora.r=8 --set train.packing=true",
     )
+    p.add_argument(
+        "--launch",
+        action="store_true",
+        help="a run.toml with a [distributed] strategy: start this machine's processes through "
+        "accelerate launch (without it, only the run folder, accelerate.yaml and the command "
+        "for each machine are written)",
+    )
+    add_machine_rank(p)
     add_detach(p)
     add_json(p, "print the final status as JSON")
 
@@ -154,14 +162,65 @@ def handle(args: argparse.Namespace) -> int:
     preflight(cfg, source="the command line")  # a refusal leaves no empty run folder behind
     run = create_run(cfg)
     console.print(f"run [bold]{run.id}[/] -> {run.path}")
-    process.start_training(run)
+    from spark_tui.core.train import launch
+
+    if launch.is_distributed(cfg):
+        launch.write_launch_config(run, cfg)
+        print_machine_commands(run, cfg, console)
+        if not args.launch:
+            console.print("not started (add --launch to start this machine's processes)")
+            return 0
+    elif args.launch:
+        raise SparkError(
+            "--launch starts a distributed run: set [distributed] strategy (ddp or fsdp) and "
+            "more than one process in run.toml, or on the Method step"
+        )
+    process.start_training(run, machine_rank=args.machine_rank)
+    return after_start(run, args, console)
+
+
+def after_start(run: Any, args: argparse.Namespace, console: Any) -> int:
+    """Follow the started run, or say how to follow it (detached, or machine 1.. of a launch)."""
+    rank = getattr(args, "machine_rank", None)
+    if rank:  # rank 0 of this run is on machine 0: its folder there has the progress
+        console.print(
+            f"machine {rank}'s processes are running; follow the run on machine 0 "
+            f"(`spark-tui attach {run.id}`); this machine's logs: {run.path}/train.rank*.log"
+        )
+        return 0
     if args.detach:
         console.print(
             f"training in the background; follow with `spark-tui attach {run.id}`, "
             f"stop with `spark-tui stop {run.id}`"
         )
         return 0
-    return follow(run, console, as_json=args.json)
+    return follow(run, console, as_json=getattr(args, "json", False))
+
+
+def add_machine_rank(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--machine-rank",
+        type=int,
+        dest="machine_rank",
+        help="a distributed run: which machine this is (0 = the main one; default from run.toml)",
+    )
+
+
+def print_machine_commands(run: Any, cfg: Any, console: Any) -> None:
+    """The command each machine of a distributed run runs (the same as the Review step)."""
+    import shlex
+
+    from spark_tui.core.train import launch
+
+    d = cfg.distributed
+    console.print(
+        f"{d.strategy.upper()}: {d.processes_per_machine} process(es) on each of "
+        f"{d.machines} machine(s); accelerate config: {run.path / 'accelerate.yaml'}"
+    )
+    for rank, argv in launch.machine_commands(run, cfg):
+        console.print(
+            f"  machine {rank}: {shlex.join(argv)}", markup=False, highlight=False, soft_wrap=True
+        )  # one line, to copy
 
 
 # --------------------------------------------------------------------------- following

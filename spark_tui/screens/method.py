@@ -80,6 +80,36 @@ PREFERENCE_FIELDS = [
 ]
 
 
+DISTRIBUTED_FIELDS = [
+    Field(
+        "distributed.strategy",
+        "Strategy",
+        {"none": "one process", "ddp": "DDP (copies)", "fsdp": "FSDP (sharded)"},
+        recommended="none",
+    ),
+    Field("distributed.processes_per_machine", "Processes per machine"),
+    Field("distributed.machines", "Machines"),
+    Field("distributed.machine_rank", "This machine's rank"),
+    Field("distributed.main_address", "Main address"),
+    Field("distributed.main_port", "Main port"),
+]
+
+
+def distributed_note(cfg: RunConfig, est) -> str:
+    """The per-process peak of a distributed run ("" for one process)."""
+    from spark_tui.core.memory.distributed import per_process
+    from spark_tui.core.train.launch import is_distributed
+
+    if not is_distributed(cfg):
+        return ""
+    d = cfg.distributed
+    try:
+        pp = per_process(est, d.strategy, d.processes_per_machine * d.machines, d.machines)
+    except ValueError as exc:
+        return f" · {exc}"
+    return f" · {d.strategy.upper()}: {fmt_gb(pp.estimate.total)} per process"
+
+
 def recommended_preset(probe) -> str:
     """Quick test on a machine without a GPU (minutes, not hours); course defaults elsewhere."""
     has_gpu = bool(probe is not None and getattr(probe, "gpus", None))
@@ -131,6 +161,8 @@ class MethodScreen(StepScreen):
                 yield ConfigForm(TRAIN_FIELDS, cfg, id="form-train")
             with TabPane("Preference", id="tab-pref"):
                 yield ConfigForm(PREFERENCE_FIELDS, cfg, id="form-pref")
+            with TabPane("Distributed", id="tab-dist"):
+                yield ConfigForm(DISTRIBUTED_FIELDS, cfg, id="form-dist")
         yield Static(self._objective_note(), id="field-help")
         yield Static("", id="estimate")
 
@@ -210,7 +242,8 @@ class MethodScreen(StepScreen):
             n = est.params_trainable
             trainable = f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n:,}"
             text = f"Memory estimate: {fmt_gb(est.total)} ({est.settings.method}) · " \
-                   f"{trainable} trainable · checkpointing {gc}"
+                   f"{trainable} trainable · checkpointing {gc}" \
+                   + distributed_note(self.app.config, est)
         except SparkError as exc:
             text = f"Memory estimate unavailable: {exc}"
         self.est_text = text

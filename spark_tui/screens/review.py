@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+
+from rich.markup import escape
 from rich.syntax import Syntax
 from textual import work
 from textual.app import ComposeResult
@@ -14,7 +17,7 @@ from spark_tui.core.base.errors import SparkError
 from spark_tui.core.memory.estimator import estimate_config
 from spark_tui.core.memory.fit import verdict
 from spark_tui.core.review.cli_equiv import train_command_text
-from spark_tui.core.train import runs
+from spark_tui.core.train import launch, runs
 from spark_tui.screens.base import StepScreen
 from spark_tui.screens.memory import verdict_line
 
@@ -31,6 +34,20 @@ def summary_text(cfg: RunConfig) -> str:
         f" · max length {cfg.data.max_length}"
         + (f" · NEFTune α={t.neftune_alpha:g}" if t.neftune_alpha else ""),
     ]
+    return "\n".join(lines)
+
+
+def launch_text(run: runs.Run, cfg: RunConfig) -> str:
+    """What each machine of a distributed run runs, and what Start does here."""
+    d = cfg.distributed
+    lines = [
+        f"[b]{d.strategy.upper()}[/b] over {d.processes_per_machine} process(es) × "
+        f"{d.machines} machine(s) through accelerate (c copies); accelerate.yaml is "
+        "written into the run folder. With several machines, the run folder must be at "
+        "the same path on each (shared or copied):"
+    ]
+    lines += [f"  machine {r}: {escape(shlex.join(a))}" for r, a in launch.machine_commands(run, cfg)]
+    lines.append(f"Start training here starts machine {d.machine_rank}'s processes.")
     return "\n".join(lines)
 
 
@@ -76,9 +93,11 @@ class ReviewScreen(StepScreen):
         self.query_one("#review-summary", Static).update(summary_text(cfg))
         self.command = train_command_text(cfg)
         where = f"spark-tui train {self.saved.config_path}" if self.saved else ""
-        self.query_one("#review-command", Static).update(
-            f"[b]Same run, headless[/b] (c copies):\n{self.command}" + (f"\nor: {where}" if where else "")
-        )
+        text = f"[b]Same run, headless[/b] (c copies):\n{self.command}" + (f"\nor: {where}" if where else "")
+        if self.saved is not None and launch.is_distributed(cfg):
+            text = launch_text(self.saved, cfg)
+            self.command = "\n".join(shlex.join(a) for _, a in launch.machine_commands(self.saved, cfg))
+        self.query_one("#review-command", Static).update(text)
         self.query_one("#review-toml-text", Static).update(
             Syntax(cfg.to_toml(), "toml", theme="ansi_dark", background_color="default")
         )
@@ -111,6 +130,17 @@ class ReviewScreen(StepScreen):
             v = verdict(estimate_config(self.app.config, hardware=probe), probe,
                         with_suggestions=False)
             text, cls = verdict_line(v), v.status
+            d = self.app.config.distributed
+            if launch.is_distributed(self.app.config):
+                from spark_tui.core.memory.distributed import machine_verdict
+
+                try:
+                    pp, cls, _, line = machine_verdict(
+                        v, d.strategy, d.processes_per_machine * d.machines, d.machines
+                    )
+                except ValueError as exc:
+                    raise SparkError(f"[distributed]: {exc}") from exc
+                text = f"{pp.summary()}\n{line}"
         except SparkError as exc:
             text, cls = f"No memory estimate: {exc}", ""
         self.app.call_from_thread(self._show_verdict, text, cls)

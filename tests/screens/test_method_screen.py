@@ -61,3 +61,41 @@ async def test_only_supported_objectives_offered(spark_home):
         await pilot.pause()
         assert app.config.method.objective == "kto"
         assert screen.query_one("#method-tabs").get_tab("tab-pref").display
+
+
+async def test_distributed_tab_sets_the_launch_and_review_shows_each_machine(spark_home):
+    from spark_tui.screens.review import ReviewScreen
+
+    app = SparkTuiApp(preload=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await _method(app, pilot)
+        screen.query_one("#method-tabs").active = "tab-dist"
+        await pilot.pause()
+        screen.query_one("#f-distributed-strategy", Select).value = "ddp"
+        screen.query_one("#f-distributed-machines", Input).value = "2"
+        screen.query_one("#f-distributed-main_address", Input).value = "192.168.100.10"
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        d = app.config.distributed
+        assert (d.strategy, d.machines, d.main_address) == ("ddp", 2, "192.168.100.10")
+        assert "DDP:" in str(screen.query_one("#estimate", Static).render())  # per process
+        # A machine rank outside the machines is refused where it is typed.
+        screen.query_one("#f-distributed-machine_rank", Input).value = "2"
+        await pilot.pause()
+        ok, reason = screen.validate_step()
+        assert not ok and "machine_rank" in reason
+        screen.query_one("#f-distributed-machine_rank", Input).value = "0"
+        await pilot.pause()
+        assert screen.validate_step()[0]
+        app.show_step("review")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        text = str(app.screen.query_one("#review-command", Static).render())
+        run = app.current_run
+        assert "machine 0:" in text and "machine 1:" in text and "--machine-rank 1" in text
+        assert f"spark-tui launch {run.path} --machine-rank 1" in app.screen.command
+        verdict = str(app.screen.query_one("#review-verdict", Static).render())
+        assert "DDP over 2 processes" in verdict and "Per machine" in verdict

@@ -21,6 +21,7 @@ one unified pool must hold when several processes share it).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from spark_tui.core.memory.breakdown import Estimate, fmt_gb
 from spark_tui.core.memory.estimator import FIXED_OVERHEAD, SLACK
@@ -112,3 +113,20 @@ def verdict(pp: PerProcess, budget: int, *, unified: bool) -> tuple[str, float]:
     from spark_tui.core.memory.headroom import classify
 
     return classify(pp.per_machine if unified else pp.estimate.total, budget)
+
+
+def machine_verdict(v: Any, strategy: str, processes: int, machines: int = 1
+                    ) -> tuple[PerProcess, str, float, str]:  # fmt: skip
+    """A one-process `Verdict` spread over `processes`: (per-process peak, status, headroom,
+    the "Per machine: …" line the CLI and the Review step print)."""
+    from spark_tui.core.memory.headroom import STATUS_LABELS
+
+    pp = per_process(v.estimate, strategy, processes, machines)
+    unified = v.target == "unified"
+    status, headroom = verdict(pp, v.budget, unified=unified)
+    held = "the processes on one machine" if unified else "one process (one GPU)"
+    line = (
+        f"Per machine: {STATUS_LABELS[status]}: {held} against "
+        f"{fmt_gb(v.budget)} ({v.budget_source}); headroom {headroom * 100:.0f} %"
+    )
+    return pp, status, headroom, line

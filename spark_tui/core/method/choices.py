@@ -151,6 +151,12 @@ FIELD_HELP: dict[str, str] = {
     "preference.kto_desirable_weight": "KTO weight of thumbs-up rows (1.0: KTO paper, TRL); raise if rarer.",
     "preference.kto_undesirable_weight": "KTO weight of thumbs-down rows (1.0: KTO paper, TRL); raise if rarer.",
     "preference.reference": "DPO/KTO reference model: the base with adapters off (PEFT), a copy, or precomputed.",
+    "distributed.strategy": "Several processes through accelerate: DDP (a whole copy per GPU, data split) or FSDP (weights, gradients, optimizer sharded; GPUs only).",
+    "distributed.processes_per_machine": "Processes on each machine: usually its number of GPUs (a DGX Spark has 1).",
+    "distributed.machines": "Machines in the run, e.g. 2 linked DGX Sparks; each runs its own command (Review).",
+    "distributed.machine_rank": "This machine's number: 0 is the main one, which writes the run's progress.",
+    "distributed.main_address": "Machine 0's address on the link between the machines (the 200 GbE port on a Spark).",
+    "distributed.main_port": "A free TCP port on machine 0 that every machine can reach (29500 by default).",
 }
 
 

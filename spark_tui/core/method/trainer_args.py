@@ -198,6 +198,9 @@ def trainer_kwargs(
         "bf16": precision == "bf16",
         "fp16": precision == "fp16",
         "use_cpu": hw.device == "cpu",
+        # DDP (a launched run): every trainable parameter takes part in each forward, so
+        # no extra pass over the graph looking for unused ones (torch warns when it finds none).
+        "ddp_find_unused_parameters": False,
         "gradient_checkpointing": gc,
         "gradient_checkpointing_kwargs": {"use_reentrant": False} if gc else None,
         "seed": t.seed,

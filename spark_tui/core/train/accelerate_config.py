@@ -15,6 +15,7 @@ sets from the same plan.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,15 +77,16 @@ def accelerate_config(plan: LaunchPlan, machine_rank: int = 0,
     plan.check()
     if not 0 <= machine_rank < plan.machines:
         raise ValueError(f"machine rank {machine_rank} is outside 0..{plan.machines - 1}")
-    if plan.strategy == "fsdp":
-        kind = "FSDP"
-    else:
-        kind = "MULTI_CPU" if plan.cpu else "MULTI_GPU"
+    # On CPUs too the type is MULTI_GPU / FSDP with use_cpu off: only that starts the
+    # processes through torch's elastic launcher (accelerate's use_cpu/MULTI_CPU path runs
+    # one process, or mpirun); each process then finds no GPU and joins over gloo
+    # (`ranks.init_group`).
+    kind = "FSDP" if plan.strategy == "fsdp" else "MULTI_GPU"
     cfg: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": kind,
         "mixed_precision": "no" if plan.cpu else plan.mixed_precision,
-        "use_cpu": plan.cpu,
+        "use_cpu": False,
         "debug": False,
         "num_machines": plan.machines,
         "num_processes": plan.processes,
@@ -111,8 +113,10 @@ def accelerate_config(plan: LaunchPlan, machine_rank: int = 0,
             "fsdp_state_dict_type": "SHARDED_STATE_DICT",
             "fsdp_offload_params": False,
             "fsdp_use_orig_params": False,
-            "fsdp_cpu_ram_efficient_loading": True,
-            "fsdp_sync_module_states": True,
+            # Rank 0 reads the weights and sends them to the others; torch's FSDP does
+            # not sync module states on CPUs, where every rank reads them (small models).
+            "fsdp_cpu_ram_efficient_loading": not plan.cpu,
+            "fsdp_sync_module_states": not plan.cpu,
             "fsdp_activation_checkpointing": False,  # the Trainer's own checkpointing
         }
     return cfg
@@ -128,10 +132,10 @@ def write_config(path: Path, cfg: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def launch_command(config_file: Path, run_dir: Path, machine_rank: int, *,
-                   resume: bool = False, accelerate: str = "accelerate") -> list[str]:  # fmt: skip
+def launch_command(config_file: Path, run_dir: Path, machine_rank: int, *, resume: bool = False,
+                   launcher: Sequence[str] = ("accelerate",)) -> list[str]:  # fmt: skip
     """The argument list one machine runs (never a shell string)."""
-    cmd = [accelerate, "launch", "--config_file", str(config_file),
+    cmd = [*launcher, "launch", "--config_file", str(config_file),
            "--machine_rank", str(machine_rank),
            "-m", "spark_tui.core.train.entry", str(run_dir)]  # fmt: skip
     return [*cmd, "--resume"] if resume else cmd

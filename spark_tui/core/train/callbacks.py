@@ -24,6 +24,7 @@ from spark_tui.core.train.metrics import (
     read_rss,
     read_system_memory,
 )
+from spark_tui.core.train.ranks import any_rank, sum_ranks
 from spark_tui.core.train.runs import Run
 from spark_tui.core.train.status import StatusWriter
 from spark_tui.core.train.stop import StopControl
@@ -45,9 +46,12 @@ def make_callbacks(
     from transformers import TrainerCallback
 
     keep = (cfg or run.config()).train.save_total_limit
+    main = ctx.rank.main  # only rank 0 writes the run folder; every rank takes the decisions
 
     def discard_unverified() -> None:
         """The NaN/inf guard tripped: no checkpoint saved after the last good log line stays."""
+        if not main:
+            return
         step = ctx.last_finite_step
         why = f"saved after step {step}, the last logged step whose loss was finite"
         checkpoints.discard_after(run.checkpoints_dir, step, why)
@@ -65,12 +69,13 @@ def make_callbacks(
             control.training = True
             # Checkpoints after the resume point are torn or from a discarded future:
             # the trainer would save into their folders, mixing two runs' files.
-            checkpoints.clear_leftovers(run.checkpoints_dir)
-            checkpoints.discard_after(
-                run.checkpoints_dir,
-                state.global_step,
-                f"saved after the resume point (step {state.global_step})",
-            )
+            if main:
+                checkpoints.clear_leftovers(run.checkpoints_dir)
+                checkpoints.discard_after(
+                    run.checkpoints_dir,
+                    state.global_step,
+                    f"saved after the resume point (step {state.global_step})",
+                )
             status.update(
                 state="training",
                 phase="training",
@@ -93,7 +98,11 @@ def make_callbacks(
                 "eta_s": eta,
                 "elapsed_s": ctx.elapsed_before + spent,
             }
-            if control.check():
+            # A Stop reaches one rank (rank 0's stop file or signal): all stop at this step.
+            stop = any_rank(control.check())
+            if stop and not control.requested:
+                control.requested, control.reason = True, "stop requested (on another rank)"
+            if stop:
                 control_.should_save = True
                 control_.should_training_stop = True
                 fields["state"] = "stopping"
@@ -109,6 +118,8 @@ def make_callbacks(
             status.update(throttle=routine, **fields)
 
         def on_save(self, args, state, control_, **kw):
+            if not main:
+                return
             checkpoints.rotate(
                 run.checkpoints_dir,
                 keep=keep,
@@ -186,6 +197,8 @@ def make_callbacks(
                 dt = now - (self.last_time or now)
                 steps = state.global_step - self.last_step
                 tokens = self._tokens(logs)
+                if tokens is not None and "num_tokens" not in logs:
+                    tokens = sum_ranks(tokens)  # counted per rank; TRL's num_tokens is global
                 if tokens is not None:
                     rec["tokens_seen"] = tokens
                     if dt > 0 and tokens >= self.last_tokens:
@@ -193,7 +206,10 @@ def make_callbacks(
                     self.last_tokens = tokens
                 if dt > 0 and steps > 0:
                     rows = (
-                        steps * args.per_device_train_batch_size * args.gradient_accumulation_steps
+                        steps
+                        * args.per_device_train_batch_size
+                        * args.gradient_accumulation_steps
+                        * ctx.rank.world
                     )
                     rec["samples_per_s"] = round(rows / dt, 3)
                 self.last_time = now
@@ -208,8 +224,9 @@ def make_callbacks(
             gpu = ctx.gpu_mem
             if gpu is not None:
                 rec.update(gpu())
-            with open(run.metrics_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec) + "\n")
+            if main:
+                with open(run.metrics_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(rec) + "\n")
             # NaN/inf guard: a diverged run is stopped before it writes a checkpoint.
             bad = [k for k in ("loss", "eval_loss") if k in logs and not finite(logs[k])]
             if not bad and ctx.precision != "fp16":
@@ -221,8 +238,14 @@ def make_callbacks(
                     self.first_loss = loss
                 elif exploded(loss, self.first_loss):
                     bad = ["loss"]
+            # The logged loss is the mean over ranks, but each rank's first loss may differ
+            # (a resume on another machine): one verdict for all, or the others would hang.
+            if any_rank(bool(bad)) and not bad:
+                bad = [next((k for k in ("loss", "eval_loss") if k in logs), "loss")]
             if bad:
-                ctx.diverged = Divergence(state.global_step, bad[0], logs[bad[0]], self.first_loss)
+                ctx.diverged = Divergence(
+                    state.global_step, bad[0], logs.get(bad[0]), self.first_loss
+                )
                 control_.should_training_stop = True
                 control_.should_save = False
                 control_.should_evaluate = False

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from spark_tui.core.train.metrics import BatchTokenCounter
+from spark_tui.core.train.ranks import Rank
 
 
 class Divergence(NamedTuple):
@@ -31,4 +32,5 @@ class TrainContext:
     # The last step whose logged training loss passed the NaN/inf guard: checkpoints up
     # to it are verified (kept by rotation); later ones go if the run diverges.
     last_finite_step: int = 0
+    rank: Rank = field(default_factory=Rank)  # which process of a distributed run; 0 of 1
     disk_need: Any = None  # the disk preflight's estimate (`disk.DiskNeed`), for the advice

@@ -4,13 +4,14 @@ Started by `spark_tui.core.train.process.start_training` under its supervisor, i
 its own session, so it outlives the terminal and the TUI.  The engine takes the
 run's lock (two trainers never write one run) and sends everything printed to
 `train.log`.
+Under `accelerate launch` (`launch.py`) every rank runs this same entry point; rank 0
+writes the run folder, each rank its own train.rank<N>.log (`orchestrate`, `ranks`).
 Exit status: 0 finished or stopped, 1 failed, 2 bad arguments or run locked.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -25,17 +26,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # Quiet before anything heavy is imported.
     apply_defaults()
-
-    world = os.environ.get("WORLD_SIZE", "1")
-    if world.isdigit() and int(world) > 1:
-        # Every rank would write the same run folder (and the second one finds it locked);
-        # refused until the rank-aware trainer lands (accelerate_config writes the configs).
-        print(
-            f"error: this trainer runs in one process; it was started as one of {world} "
-            "(accelerate launch / torchrun). Start it with `spark-tui train` instead.",
-            file=sys.stderr,
-        )
-        return 2
 
     from spark_tui.core.train.runs import Run, RunError
 

@@ -6,9 +6,11 @@ inside the functions.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from spark_tui.config import RunConfig
+from spark_tui.core.train.ranks import current
 
 
 def _model_load_kwargs(cfg: RunConfig, hw: Any, precision: str) -> dict[str, Any]:
@@ -27,8 +29,13 @@ def _model_load_kwargs(cfg: RunConfig, hw: Any, precision: str) -> dict[str, Any
     if q is not None:
         kw["quantization_config"] = q
         kw["dtype"] = q.bnb_4bit_compute_dtype
-        if hw.device == "cuda":
-            kw["device_map"] = {"": 0}
+        if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+            # FSDP shards the 4-bit weights as flat tensors of one dtype with the rest:
+            # stored in the compute dtype (PEFT's QLoRA + FSDP recipe); FSDP places them.
+            q.bnb_4bit_quant_storage = q.bnb_4bit_compute_dtype
+        elif hw.device == "cuda":
+            # Each rank's whole model on its own GPU (DDP); rank 0 of 1 on GPU 0.
+            kw["device_map"] = {"": current().local_rank}
     return kw
 
 

@@ -37,7 +37,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from spark_tui.core.train.metrics import (
     gpu_mem_reader,
     truncate_metrics,
 )
+from spark_tui.core.train.ranks import Rank, current, init_group, local_main_first
 from spark_tui.core.train.runs import TRAINER_LOCK_WAIT_S, Run, RunLock, proc_start_time
 from spark_tui.core.train.status import StatusWriter
 from spark_tui.core.train.stop import StopControl, StopRequested
@@ -73,8 +74,13 @@ log = logging.getLogger("spark_tui.training")
 
 
 def _phase(status: StatusWriter, control: StopControl, phase: str) -> None:
-    """Enter a preparation phase; a stop requested meanwhile (stop file) ends the run here."""
-    if control.check():
+    """Enter a preparation phase; a stop requested meanwhile (stop file) ends the run here.
+
+    Not in a distributed run (`control.training` is set from the start there): one rank
+    leaving early would leave the others waiting in a collective; they all stop together
+    at the first step instead.
+    """
+    if control.check() and not control.training:
         raise StopRequested(control.reason)
     status.update(phase=phase)
 
@@ -99,7 +105,11 @@ def _train(
     from spark_tui.core.method.trainer_args import tracker_env
     from spark_tui.core.model.resolve import resolve_model_path
 
+    rank = ctx.rank
     hw = detect_hardware()
+    if rank.distributed:
+        init_group()  # the launcher's process group: the data is prepared once per machine
+        log.info("rank %d of %d (local rank %d)", rank.rank, rank.world, rank.local_rank)
     precision = choose_precision(cfg.train.precision, hw)
     check_combination(cfg)
     ctx.precision = precision
@@ -109,7 +119,10 @@ def _train(
 
     model_path = resolve_model_path(cfg.model.id)
     try:
-        fetch_model(cfg, model_path, status, control.check)
+        with local_main_first(rank):  # one download per machine, into its cache
+            fetch_model(
+                cfg, model_path, status, (lambda: False) if rank.distributed else control.check
+            )
     except InterruptedError as exc:
         raise StopRequested(control.reason or str(exc)) from exc
     _phase(status, control, "loading tokenizer")
@@ -117,9 +130,11 @@ def _train(
 
     _phase(status, control, "preparing data")
     notes: list[str] = []
-    prepared = resume_data(cfg, tok, run, notes) if resume else None
-    if prepared is None:
-        prepared = prepare_data(cfg, tok, run, status)
+    with local_main_first(rank):  # the machine's first rank prepares, the others read it
+        reuse = resume or not rank.local_main
+        prepared = resume_data(cfg, tok, run, notes if rank.local_main else []) if reuse else None
+        if prepared is None:
+            prepared = prepare_data(cfg, tok, run, status)
     train_ds = split(prepared.dataset, "train")
     eval_ds = split(prepared.dataset, "validation")
     if train_ds is None:
@@ -133,16 +148,17 @@ def _train(
     if ckpt is not None:
         step = int(ckpt.name.split("-")[-1])
         ctx.elapsed_before = elapsed_at(run, step)
-        kept = truncate_metrics(run, step)
+        kept = truncate_metrics(run, step) if rank.main else 0
         ctx.first_loss = next((m["loss"] for m in run.metrics() if finite(m.get("loss"))), None)
         log.info("resuming from %s (metrics: %d lines kept up to step %d)", ckpt.name, kept, step)
         status.update(resumed_from=step)
     else:
         if resume:
             log.info("no complete checkpoint to resume from: starting from step 0")
-        atomic_write_text(run.metrics_path, "")
-        for old in run.checkpoints_dir.glob("checkpoint-*"):
-            shutil.rmtree(old, ignore_errors=True)
+        if rank.main:
+            atomic_write_text(run.metrics_path, "")
+            for old in run.checkpoints_dir.glob("checkpoint-*"):
+                shutil.rmtree(old, ignore_errors=True)
         status.update(resumed_from=None)
 
     overrides: dict[str, Any] = {}
@@ -183,6 +199,14 @@ def _train(
         overrides=overrides,
         checkpointing=checkpointing,
     )
+    if rank.distributed:
+        how = "FSDP" if getattr(trainer, "is_fsdp_enabled", False) else "DDP"
+        if how == "DDP" and os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+            from spark_tui.core.train.launch import FSDP_NEEDS_GPUS
+
+            raise SparkError(FSDP_NEEDS_GPUS)  # what trains is what run.toml says, or nothing
+        log.info("distributed: %s over %d processes (%s)", how, rank.world,
+                 trainer.accelerator.distributed_type.value)  # fmt: skip
     # What trains, as it trains ("auto" decided, prompt tuning's exception applied).
     status.update(gradient_checkpointing="on" if trainer.args.gradient_checkpointing else "off")
     for note in notes:
@@ -217,7 +241,7 @@ def _train(
         total_params=total,
         phase="training",
     )
-    if control.requested:
+    if control.requested and not rank.distributed:
         raise StopRequested(control.reason)
     # Everything built so far (data rows, reports, model objects) lives for the whole
     # run: take it out of the garbage collector's view so its full collections during
@@ -238,15 +262,16 @@ def _train(
         return {"state": "failed", "error": msg, "advice": advice}
     if control.requested:
         status.update(phase="saving")
-        save_output(trainer, tok, out_dir)
+        save_output(trainer, tok, out_dir, main=rank.main)
         log.info("stopped at step %d; output saved to %s", trainer.state.global_step, out_dir)
         return {"state": "stopped", "output": str(out_dir), "stop_reason": control.reason}
     if eval_ds is not None and cfg.train.eval_steps <= 0:
         status.update(phase="evaluating")
         trainer.evaluate()
     status.update(phase="saving")
-    save_output(trainer, tok, out_dir)
-    prune_finished(run, cfg)  # the optimizer states of a finished run are dead weight
+    save_output(trainer, tok, out_dir, main=rank.main)
+    if rank.main:
+        prune_finished(run, cfg)  # the optimizer states of a finished run are dead weight
     log.info("finished at step %d; output saved to %s", trainer.state.global_step, out_dir)
     return {"state": "finished", "output": str(out_dir)}
 
@@ -288,11 +313,14 @@ def run_training(
     in train.log.  Never raises for training failures: they end up in the status.
     """
     run = run_dir if isinstance(run_dir, Run) else Run(Path(run_dir).resolve())
+    rank = current()
+    if not rank.main:  # the other ranks of a distributed run: rank 0 holds the lock
+        return _run_locked(run, resume, redirect, extra_callbacks, handle_signals, rank)
     # The lock is taken here, so every caller (the detached process, a sweep, a
     # benchmark) is covered; a second trainer is refused before it touches a file.
     lock = RunLock(run).acquire(wait_s=TRAINER_LOCK_WAIT_S)
     try:
-        return _run_locked(run, resume, redirect, extra_callbacks, handle_signals)
+        return _run_locked(run, resume, redirect, extra_callbacks, handle_signals, rank)
     finally:
         lock.release()
 
@@ -303,12 +331,17 @@ def _run_locked(
     redirect: bool,
     extra_callbacks: Iterable[Any],
     handle_signals: bool,
+    rank: Rank,
 ) -> dict[str, Any]:
-    status = StatusWriter(run)
+    status = StatusWriter(run, write=rank.main)
     control = StopControl(run)
+    control.training = rank.distributed  # signals never end one rank alone (see `_phase`)
     started = time.time()
     pid = os.getpid()
     status.update(
+        world_size=rank.world,
+        # Under `accelerate launch` the supervisor's child is the launcher, not rank 0.
+        launcher_pid=os.getppid() if rank.distributed else None,
         state="preparing",
         phase="starting",
         pid=pid,
@@ -340,18 +373,18 @@ def _run_locked(
             status.update(state="stopping")
 
     status.on_beat = beat
-    status.start_heartbeat()
+    if rank.main:
+        status.start_heartbeat()
 
     old_handlers: dict[int, Any] = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             old_handlers[sig] = signal.signal(sig, control.handle_signal)
 
-    ctx = TrainContext()
+    ctx = TrainContext(rank=rank)
     cfg: RunConfig | None = None
     result: dict[str, Any]
-    redirect_cm = redirect_output(run.log_path) if redirect else contextlib.nullcontext()
-    with redirect_cm, log_handler(run.log_path, to_stderr=redirect):
+    with _log_targets(run, rank, redirect):
         log.info(
             "spark-tui training process %d for run %s%s", pid, run.id, " (resume)" if resume else ""
         )
@@ -388,7 +421,8 @@ def _run_locked(
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
             status.stop_heartbeat()
-            control.clear()
+            if rank.main:
+                control.clear()
         final = status.update(
             **result,
             phase="done",
@@ -397,6 +431,25 @@ def _run_locked(
         )
         log.info("run %s: %s", run.id, final.get("state"))
     return final
+
+
+@contextlib.contextmanager
+def _log_targets(run: Run, rank: Rank, redirect: bool) -> Iterator[None]:
+    """Where the output goes: train.log; under a launcher, every rank's output (libraries,
+    tracebacks) into its own train.rank<N>.log and rank 0's log lines into train.log too."""
+    with contextlib.ExitStack() as stack:
+        if not rank.distributed:
+            if redirect:
+                stack.enter_context(redirect_output(run.log_path))
+            stack.enter_context(log_handler(run.log_path, to_stderr=redirect))
+        else:
+            own = run.path / rank.log_name
+            if redirect:
+                stack.enter_context(redirect_output(own))
+            stack.enter_context(log_handler(own, to_stderr=redirect))
+            if rank.main:
+                stack.enter_context(log_handler(run.log_path, to_stderr=False))
+        yield
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

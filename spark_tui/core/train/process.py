@@ -75,8 +75,12 @@ def start_training(
     resume: bool = False,
     python: str | None = None,
     env: dict[str, str] | None = None,
+    machine_rank: int | None = None,
 ) -> TrainingHandle:
     """Launch the detached trainer for `run`; returns at once with its pid.
+
+    A run with a `[distributed]` strategy starts through `accelerate launch` instead
+    (`launch.py`: this machine's share of the ranks; `machine_rank` overrides run.toml's).
 
     Raises RunError if another trainer holds the run.  status.json is set to
     "preparing" before the launch, so a follower started right after sees a
@@ -90,7 +94,14 @@ def start_training(
     # Imported here: the followers (the TUI's first screens) need none of it.
     from spark_tui.core.train.preflight import preflight
 
-    preflight(run.config(), source=run.config_path, prepared=run.data_dir if resume else None)
+    cfg = run.config()
+    preflight(cfg, source=run.config_path, prepared=run.data_dir if resume else None)
+    from spark_tui.core.train import launch
+
+    cmd = trainer_command(run, resume=resume, python=python)
+    if launch.is_distributed(cfg):
+        launch.write_launch_config(run, cfg)
+        cmd = launch.launcher_command(run, cfg, machine_rank=machine_rank, resume=resume)
     busy = f"run {run.id} is already training; `spark-tui attach {run.id}` follows it"
     # Alive (or being launched) by its status: its trainer may not hold the lock yet.
     if run.status().get("state") in ACTIVE_STATES:
@@ -99,6 +110,9 @@ def start_training(
     # as dead (its threads are still being torn down): wait for that.
     if is_locked(run) and not _wait_unlocked(run, 15.0):
         raise RunError(busy)
+    # The last session's supervisor records how its process ended once it has exited; a
+    # launcher exits some seconds after rank 0 wrote the final state (the other ranks end).
+    _wait_supervisor_gone(run, 60.0)
     for stale in (STOP_FILE, KILL_FILE):
         with contextlib.suppress(FileNotFoundError):
             (run.path / stale).unlink()
@@ -118,6 +132,8 @@ def start_training(
         eta_s=None,
         finished=None,
         **({} if resume else {"step": 0, "total_steps": 0}),
+        # Machines 1.. of a launched run: their ranks write no status; machine 0's folder has it.
+        machine_rank=machine_rank or None,
     )
     run.log_path.touch()
     full_env = child_env(env)  # the training process's defaults (core/base/env.py)
@@ -126,7 +142,6 @@ def start_training(
     full_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (pkg_root, full_env.get("PYTHONPATH", "")) if p
     )
-    cmd = trainer_command(run, resume=resume, python=python)
     supervisor = [
         python or sys.executable,
         "-m",
@@ -234,6 +249,13 @@ def kill_training(run: Run | str | Path) -> bool:
     return killed
 
 
+def _wait_supervisor_gone(run: Run, timeout: float) -> None:
+    pid = run.status().get("supervisor_pid")
+    deadline = time.time() + timeout
+    while pid and pid_alive(int(pid), None) and time.time() < deadline:
+        time.sleep(0.1)
+
+
 def _wait_unlocked(run: Run, timeout: float) -> bool:
     """Wait until no process holds the run's lock; True if it is free."""
     deadline = time.time() + timeout
@@ -244,13 +266,30 @@ def _wait_unlocked(run: Run, timeout: float) -> bool:
     return True
 
 
+def settled(st: dict[str, Any]) -> bool:
+    """A final state that will not change again.
+
+    A launched run's rank 0 writes its final state before the launcher has ended the other
+    ranks; when one of them died first, the supervisor then names it.  So the state is
+    final only once the supervisor recorded the launcher's exit (or is gone).
+    """
+    if st.get("state") not in FINAL_STATES:
+        return False
+    if not st.get("launcher_pid"):
+        return True
+    if st.get("exit_code") is not None or st.get("exit_signal") is not None:
+        return True
+    sup = st.get("supervisor_pid")
+    return not (sup and pid_alive(int(sup), None))
+
+
 def wait(run: Run | str | Path, timeout: float | None = None, poll: float = 0.5) -> dict[str, Any]:
     """Block until the run reaches a final state (or the timeout); returns its status."""
     run = _as_run(run)
     deadline = None if timeout is None else time.time() + timeout
     while True:
         st = run.status()
-        if st.get("state") in FINAL_STATES:
+        if settled(st):
             return st
         if deadline is not None and time.time() > deadline:
             return st
@@ -379,7 +418,7 @@ class RunFollower:
             self.metrics.extend(new)
         log_bytes, _ = self._log.read()
         self._last_status = st
-        done = st.get("state") in FINAL_STATES
+        done = settled(st)
         return FollowUpdate(
             status=st,
             metrics=new,

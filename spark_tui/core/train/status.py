@@ -29,8 +29,9 @@ class StatusWriter:
     one lock, so neither overwrites the other's fields.
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, *, write: bool = True) -> None:
         self.run = run
+        self.write = write  # False on the other ranks of a distributed run: rank 0 writes
         self._lock = threading.Lock()
         self._st: dict[str, Any] = read_json(run.status_path, default=None) or {}
         self._stop = threading.Event()
@@ -47,6 +48,8 @@ class StatusWriter:
             self._mark_step(changes)
             self._st.update(changes)
             now = time.monotonic()
+            if not self.write:
+                return dict(self._st)
             if throttle and "state" not in changes and now - self._written < STATUS_MIN_INTERVAL_S:
                 return dict(self._st)
             self.run.save_status(self._st, heartbeat=True)

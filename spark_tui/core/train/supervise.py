@@ -205,11 +205,25 @@ def supervise(run: Run, cmd: list[str], log_path: Path) -> int:
 def record(run: Run, pid: int, returncode: int, watch: Watch) -> dict[str, Any]:
     """Write how trainer `pid` ended into status.json (never over another trainer's status)."""
     st = read_json(run.status_path, default=None) or {}
-    if st.get("pid") not in (None, pid):
+    # Under `accelerate launch` the child is the launcher and rank 0 writes its own pid.
+    if st.get("pid") not in (None, pid) and st.get("launcher_pid") != pid:
         return st  # a second trainer refused by the lock: the first one owns the status
+    if st.get("supervisor_pid") not in (None, os.getpid()):
+        return st  # a newer session of this run owns the status now
     peak = {"peak_rss_bytes": watch.peak_rss} if watch.peak_rss else {}
+    kill_asked = (run.path / KILL_FILE).exists()
+    failure = None if kill_asked else _rank_failure(run, returncode)
+    if failure is not None and (st.get("state") not in FINAL_STATES or failure["failed_rank"]):
+        # Another rank's death shows on rank 0 as a broken connection: name the first one.
+        return run.write_status(**failure, **exit_fields(returncode), **peak,
+                                finished=time.time(), phase="done", eta_s=None)  # fmt: skip
     if st.get("state") in FINAL_STATES:
         return run.write_status(**exit_fields(returncode), **peak)
+    if st.get("machine_rank") and returncode == 0:  # machine 1..: rank 0 is elsewhere
+        return run.write_status(state="finished", phase="done", finished=time.time(),
+                                summary={"note": "this machine's ranks ended normally; "
+                                         "machine 0's run folder has the result"},
+                                **exit_fields(returncode), **peak)  # fmt: skip
     cfg = None
     try:
         cfg = run.config()
@@ -220,6 +234,22 @@ def record(run: Run, pid: int, returncode: int, watch: Watch) -> dict[str, Any]:
     with contextlib.suppress(FileNotFoundError):
         kill_file.unlink()
     return run.write_status(**fields, **peak, finished=time.time(), phase="done", eta_s=None)
+
+
+def _rank_failure(run: Run, returncode: int) -> dict[str, Any] | None:
+    """The failed fields naming the rank that brought a launched run down, if one did."""
+    if returncode == 0:
+        return None
+    from spark_tui.core.train.launch import rank_failure_fields, root_cause
+
+    try:
+        with open(run.log_path, "rb") as fh:
+            fh.seek(max(0, run.log_path.stat().st_size - 256 * 1024))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    failure = root_cause(tail)
+    return rank_failure_fields(run, failure) if failure is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -224,19 +224,27 @@ def training_dtype(trainer: Any) -> Any:
     return None
 
 
-def save_output(trainer: Any, tokenizer: Any, dest: Path) -> None:
+def save_output(trainer: Any, tokenizer: Any, dest: Path, *, main: bool = True) -> None:
     """Save weights + tokenizer into `dest` atomically (a temp folder renamed into place).
 
     A full fine-tune is saved in its training precision: the model is cast in
     place (one tensor at a time, never a second full copy), so call this only
     once training is done; config.json records the dtype it was saved in.
+    Every rank of a distributed run calls it (FSDP gathers the weights collectively,
+    as a full state dict: PEFT's way for an adapter Deploy can read); `main` writes.
     """
-    dtype = training_dtype(trainer)
+    fsdp = bool(getattr(trainer, "is_fsdp_enabled", False))
+    if fsdp:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    dtype = None if fsdp else training_dtype(trainer)  # FSDP's flat parameters stay as they are
     if dtype is not None:
         trainer.model.to(dtype)
     tmp = dest.parent / f".{dest.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))  # rank 0 writes; under FSDP every rank takes part
+    if not main:
+        return
     tokenizer.save_pretrained(str(tmp))
     old = dest.parent / f".{dest.name}.old"
     shutil.rmtree(old, ignore_errors=True)

@@ -39,10 +39,11 @@ def test_fsdp_config_loads_with_accelerate_and_names_the_decoder_layer(tmp_path,
         assert fsdp["fsdp_cpu_ram_efficient_loading"] is True
 
 
-def test_ddp_on_cpus_is_multi_cpu_without_mixed_precision(tmp_path):
+def test_ddp_on_cpus_starts_through_the_elastic_launcher_without_mixed_precision(tmp_path):
+    # MULTI_CPU / use_cpu would make `accelerate launch` start one process (or mpirun).
     plan = LaunchPlan("ddp", processes_per_machine=2, cpu=True)
     loaded = _load(write_config(tmp_path / "a.yaml", accelerate_config(plan)))
-    assert loaded.distributed_type.value == "MULTI_CPU" and loaded.use_cpu is True
+    assert loaded.distributed_type.value == "MULTI_GPU" and loaded.use_cpu is False
     assert loaded.num_processes == 2 and str(loaded.mixed_precision) in ("no", "PrecisionType.NO")
 
 
@@ -62,13 +63,3 @@ def test_launch_command_is_an_argument_list(tmp_path):
     assert cmd[:2] == ["accelerate", "launch"] and "--machine_rank" in cmd
     assert cmd[cmd.index("--machine_rank") + 1] == "1" and cmd[-1] == "--resume"
     assert "spark_tui.core.train.entry" in cmd
-
-
-def test_the_trainer_refuses_to_run_as_one_of_several_ranks(tmp_path, monkeypatch, capsys):
-    """Until the trainer is rank-aware, `accelerate launch` of it ends at once, saying so,
-    instead of N processes writing one run folder."""
-    from spark_tui.core.train import entry
-
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert entry.main([str(tmp_path)]) == 2
-    assert "one of 2" in capsys.readouterr().err
