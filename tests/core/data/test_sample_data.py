@@ -115,3 +115,23 @@ def test_kto_good_and_bad_completions_differ() -> None:
     good = {(r["prompt"], r["completion"]) for r in rows if r["label"]}
     bad = {(r["prompt"], r["completion"]) for r in rows if not r["label"]}
     assert not good & bad, "the same completion is labelled both true and false"
+
+
+def test_prompt_set_has_reference_answers_the_rewards_can_check() -> None:
+    """prompts.jsonl (scripts/make_prompt_set.py): prompt + reference answer rows for online
+    RL; every reference is short, and a completion that gives it in tags scores 1."""
+    from spark_tui.core.method.rewards import exact_match, format_check, numeric_match
+
+    rows = _load("prompts.jsonl")
+    assert len(rows) >= 150 and all(set(r) == {"prompt", "answer"} for r in rows)
+    assert len({r["prompt"] for r in rows}) == len(rows)  # no duplicate question
+    assert all(_nonempty_str(r["answer"]) and len(r["answer"].split()) <= 3 for r in rows)
+    answers = [r["answer"] for r in rows]
+    good = [f"<answer>{a}</answer>" for a in answers]
+    assert exact_match(good, answer=answers) == [1.0] * len(rows)
+    assert format_check()(good) == [1.0] * len(rows)
+    numeric = [a for a in answers if a.lstrip("-").isdigit()]
+    assert len(numeric) >= 100
+    assert numeric_match([f"<answer>{a}</answer>" for a in numeric], answer=numeric) == [1.0] * len(
+        numeric
+    )
