@@ -215,7 +215,8 @@ def print_machine_commands(run: Any, cfg: Any, console: Any) -> None:
     d = cfg.distributed
     console.print(
         f"{d.strategy.upper()}: {d.processes_per_machine} process(es) on each of "
-        f"{d.machines} machine(s); accelerate config: {run.path / 'accelerate.yaml'}"
+        f"{d.machines} machine(s); accelerate config: {run.path / 'accelerate.yaml'}",
+        soft_wrap=True,
     )
     for rank, argv in launch.machine_commands(run, cfg):
         console.print(

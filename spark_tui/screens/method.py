@@ -127,7 +127,7 @@ class MethodScreen(StepScreen):
     MethodScreen TabbedContent { height: 1fr; }
     MethodScreen TabPane { padding: 0; }
     MethodScreen #field-help { height: 2; color: $text-muted; }
-    MethodScreen #estimate { height: 1; }
+    MethodScreen #estimate { height: auto; max-height: 2; }
     """
 
     def __init__(self) -> None:
@@ -257,6 +257,15 @@ class MethodScreen(StepScreen):
                 return False, f"{key}: {msg}"
         try:
             choices.check_combination(self.app.config)
+            self._check_launch()
         except SparkError as exc:
             return False, str(exc)
         return True, ""
+
+    def _check_launch(self) -> None:
+        """A distributed run this machine could not start is refused here, not at Start."""
+        from spark_tui.core.train import launch
+
+        cfg, probe = self.app.config, getattr(self.app, "probe", None)
+        if launch.is_distributed(cfg) and probe is not None:
+            launch.plan_for(cfg, cpu=not probe.gpus)

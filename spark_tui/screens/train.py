@@ -36,6 +36,8 @@ def status_line(st: dict[str, Any], last: dict[str, Any]) -> str:
         doing = escape(str(st.get("phase_detail") or st["phase"]))
         return f"[b]{state}[/b] · {doing} · elapsed {fmt_duration(st.get('elapsed_s'))}"
     parts = [f"[b]{state}[/b]", f"step {step}/{total or '?'}"]
+    if (st.get("world_size") or 1) > 1:  # a launched run: the figures are over all ranks
+        parts.append(f"{st['world_size']} ranks")
     if last.get("loss") is not None:
         parts.append(f"loss {last['loss']:.4f}")
     if last.get("learning_rate") is not None:

@@ -88,6 +88,13 @@ async def test_distributed_tab_sets_the_launch_and_review_shows_each_machine(spa
         screen.query_one("#f-distributed-machine_rank", Input).value = "0"
         await pilot.pause()
         assert screen.validate_step()[0]
+        if app.probe is not None and not app.probe.gpus:  # FSDP: refused here, not at Start
+            screen.query_one("#f-distributed-strategy", Select).value = "fsdp"
+            await pilot.pause()
+            ok, reason = screen.validate_step()
+            assert not ok and "FSDP needs GPUs" in reason
+            screen.query_one("#f-distributed-strategy", Select).value = "ddp"
+            await pilot.pause()
         app.show_step("review")
         await pilot.pause()
         assert isinstance(app.screen, ReviewScreen)

@@ -34,6 +34,7 @@ class Run(Protocol):
 
 log = logging.getLogger("spark_tui.training")
 
+FSDP_WEIGHTS = "pytorch_model_fsdp"  # accelerate's FSDP_MODEL_NAME
 TRAINER_STATE = "trainer_state.json"  # written last by the trainer: its presence marks the end
 _NAME = re.compile(r"checkpoint-(\d+)")
 # Files that hold a model's (or an adapter's) weights; optimizer/scheduler/RNG are extras.
@@ -118,6 +119,15 @@ def _pickle_problem(path: Path) -> str | None:
     return None
 
 
+def _fsdp_weights(path: Path, files: list[Path]) -> bool:
+    """FSDP's own checkpoint of the weights (accelerate's `save_fsdp_model`): a sharded
+    `pytorch_model_fsdp_N/` folder whose `.metadata` torch's distributed checkpoint writes
+    once every rank's shard is in, or the gathered `pytorch_model_fsdp*.bin`."""
+    if any(p.name.startswith(FSDP_WEIGHTS) and p.name.endswith(".bin") for p in files):
+        return True
+    return any((d / ".metadata").is_file() for d in path.glob(f"{FSDP_WEIGHTS}_*") if d.is_dir())
+
+
 def checkpoint_problem(path: Path) -> str | None:
     """What makes a checkpoint unusable for a resume, or None when it is complete."""
     path = Path(path)
@@ -138,7 +148,8 @@ def checkpoint_problem(path: Path) -> str | None:
         return f"{TRAINER_STATE} says step {saved}, not {step}"
     files = sorted(p for p in path.iterdir() if p.is_file())
     if not any(_MODEL_WEIGHTS.fullmatch(p.name) or p.name.endswith(".index.json") for p in files):
-        return "it holds no model or adapter weights"
+        if not _fsdp_weights(path, files):
+            return "it holds no model or adapter weights"
     for p in files:
         problem: str | None = None
         if p.name.endswith(".safetensors"):

@@ -57,7 +57,7 @@ from spark_tui.core.train.metrics import (
     gpu_mem_reader,
     truncate_metrics,
 )
-from spark_tui.core.train.ranks import Rank, current, init_group, local_main_first
+from spark_tui.core.train.ranks import Rank, current, init_group, local_main_first, main_first
 from spark_tui.core.train.runs import TRAINER_LOCK_WAIT_S, Run, RunLock, proc_start_time
 from spark_tui.core.train.status import StatusWriter
 from spark_tui.core.train.stop import StopControl, StopRequested
@@ -130,11 +130,17 @@ def _train(
 
     _phase(status, control, "preparing data")
     notes: list[str] = []
-    with local_main_first(rank):  # the machine's first rank prepares, the others read it
-        reuse = resume or not rank.local_main
-        prepared = resume_data(cfg, tok, run, notes if rank.local_main else []) if reuse else None
-        if prepared is None:
-            prepared = prepare_data(cfg, tok, run, status)
+    prepared = None
+    with main_first(rank):  # rank 0 prepares into the run folder
+        if rank.main:
+            prepared = resume_data(cfg, tok, run, notes) if resume else None
+            if prepared is None:
+                prepared = prepare_data(cfg, tok, run, status)
+    with local_main_first(rank):  # the others read it: the same folder, or a shared one;
+        if not rank.main:  # a machine with its own copy of the folder prepares it once
+            prepared = resume_data(cfg, tok, run, [])
+            if prepared is None:
+                prepared = prepare_data(cfg, tok, run, status)
     train_ds = split(prepared.dataset, "train")
     eval_ds = split(prepared.dataset, "validation")
     if train_ds is None:

@@ -98,21 +98,33 @@ def barrier() -> None:
 
 
 @contextlib.contextmanager
-def local_main_first(rank: Rank) -> Iterator[None]:
-    """The machine's first rank runs the block, then the others (who find its result).
+def leaders_first(rank: Rank, *, leads: bool) -> Iterator[None]:
+    """The ranks that lead run the block, then the others (who find their result).
 
-    Per machine, not per run: two linked machines need not share a filesystem.
+    Every rank passes one barrier: the others before the block, the leaders after it (also
+    when it raised, so the others go on and meet the same error themselves).
     """
     if not rank.distributed:
         yield
         return
-    if not rank.local_main:
+    if not leads:
         barrier()
     try:
         yield
     finally:
-        if rank.local_main:
+        if leads:
             barrier()
+
+
+def main_first(rank: Rank) -> contextlib.AbstractContextManager[None]:
+    """Rank 0 first: what it writes into the run folder, the others may read."""
+    return leaders_first(rank, leads=rank.main)
+
+
+def local_main_first(rank: Rank) -> contextlib.AbstractContextManager[None]:
+    """Each machine's first rank first: per machine, as two machines need not share a
+    filesystem (the model cache, a copied run folder)."""
+    return leaders_first(rank, leads=rank.local_main)
 
 
 def sum_ranks(value: int) -> int:

@@ -230,7 +230,9 @@ def record(run: Run, pid: int, returncode: int, watch: Watch) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - the advice is optional, the record is not
         pass
     kill_file = run.path / KILL_FILE
-    fields = explain_death(returncode, watch, cfg, kill_asked=kill_file.exists())
+    # A launcher whose rank 0 was killed by Kill exits with 1 itself: the kill is rank 0's.
+    how = -signal.SIGKILL if kill_asked and st.get("launcher_pid") == pid else returncode
+    fields = {**explain_death(how, watch, cfg, kill_asked=kill_asked), **exit_fields(returncode)}
     with contextlib.suppress(FileNotFoundError):
         kill_file.unlink()
     return run.write_status(**fields, **peak, finished=time.time(), phase="done", eta_s=None)

@@ -112,6 +112,19 @@ def test_no_weights_is_not_a_checkpoint(tmp_path):
     assert ck.checkpoint_problem(path) == "it holds no model or adapter weights"
 
 
+def test_an_fsdp_sharded_checkpoint_counts_once_its_metadata_is_written(tmp_path):
+    """accelerate's save_fsdp_model (SHARDED_STATE_DICT): a folder of per-rank shards whose
+    `.metadata` torch's distributed checkpoint writes last."""
+    path = make_checkpoint(tmp_path, 4)
+    (path / "adapter_model.safetensors").unlink()
+    shards = path / "pytorch_model_fsdp_0"
+    shards.mkdir()
+    (shards / "__0_0.distcp").write_bytes(b"shard")
+    assert ck.checkpoint_problem(path) == "it holds no model or adapter weights"
+    (shards / ".metadata").write_bytes(b"meta")
+    assert ck.checkpoint_problem(path) is None
+
+
 def test_latest_complete_falls_back_and_says_why(tmp_path):
     for step in (2, 4, 6):
         make_checkpoint(tmp_path, step)

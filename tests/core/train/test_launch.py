@@ -171,3 +171,11 @@ def test_cli_writes_the_launch_and_each_machines_command_without_starting(spark_
     cfg.save(toml)
     assert main(["train", str(toml), "--launch"]) != 0
     assert "[distributed] strategy" in capsys.readouterr().err
+
+
+def test_the_train_screen_says_a_launched_run_spans_ranks():
+    from spark_tui.screens.train import status_line
+
+    st = {"state": "training", "step": 3, "total_steps": 10, "world_size": 2}
+    assert "2 ranks" in status_line(st, {})
+    assert "ranks" not in status_line({**st, "world_size": 1}, {})

@@ -119,3 +119,25 @@ def test_stall_is_judged_by_heartbeat_and_by_the_usual_step_time(monkeypatch):
     assert stalled({**slow, "state": "stopping", "last_step_at": now - 400}, now) is None
     monkeypatch.setenv("SPARK_TUI_STALL_S", "5")
     assert stalled({**base, "last_step_at": now - 6}, now)
+
+
+def test_a_launched_run_names_the_rank_that_died_or_the_kill(spark_home):
+    """The launcher exits 1 whichever rank went down: its summary names the rank, and a Kill
+    (of rank 0) is reported as the Kill it was."""
+    from spark_tui.core.base.names import KILL_FILE
+
+    launcher = os.getpid() + 100000
+    run = _run("training")
+    run.write_status(pid=os.getpid(), launcher_pid=launcher, supervisor_pid=os.getpid())
+    run.log_path.write_text(
+        "Root Cause (first observed failure):\n[0]:\n  host      : spark-2\n"
+        "  rank      : 1 (local_rank: 0)\n  exitcode  : -9 (pid: 77)\n"
+        "  traceback : Signal 9 (SIGKILL) received by PID 77\n" + "=" * 20 + "\n"
+    )
+    st = supervise.record(run, pid=launcher, returncode=1, watch=supervise.Watch())
+    assert st["state"] == "failed" and st["failed_rank"] == 1 and st["exit_code"] == 1
+    assert st["error"].startswith("rank 1 on spark-2 was ended by SIGKILL")
+    run.write_status(state="training", failed_rank=None, error=None)
+    (run.path / KILL_FILE).write_text("now\n")
+    st = supervise.record(run, pid=launcher, returncode=1, watch=supervise.Watch())
+    assert st["state"] == "died" and "killed with Kill" in st["error"]
