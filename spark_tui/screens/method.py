@@ -13,7 +13,7 @@ from spark_tui.core.memory.breakdown import fmt_gb
 from spark_tui.core.memory.estimator import estimate_config
 from spark_tui.core.method import choices, presets
 from spark_tui.screens.base import StepScreen
-from spark_tui.widgets.config_form import ConfigForm, Field
+from spark_tui.widgets.config_form import ConfigForm, Field, no_choice
 
 PRESET_LABELS = {"quick": "Quick test (minutes)", "course": "Course defaults ★", "max_quality": "Max quality"}
 
@@ -209,7 +209,7 @@ class MethodScreen(StepScreen):
 
     @on(Select.Changed, "#preset")
     def preset_chosen(self, event: Select.Changed) -> None:
-        if event.value is Select.BLANK:
+        if no_choice(event.value):  # cleared when a field is edited: now "custom"
             return
         try:
             new = presets.apply_preset(self.app.config, str(event.value))

@@ -30,6 +30,15 @@ class Field:
     recommended: Any = None  # marked with ★ in the label
 
 
+# What a Select holds when nothing is chosen: `Select.NULL` in Textual 8 (where
+# `Select.BLANK` is only a deprecated False), `Select.BLANK` before.
+NO_CHOICE = getattr(Select, "NULL", Select.BLANK)
+
+
+def no_choice(value: object) -> bool:
+    return value is NO_CHOICE or value is Select.BLANK
+
+
 def field_id(key: str) -> str:
     return "f-" + key.replace(".", "-")
 
@@ -151,7 +160,7 @@ class ConfigForm(VerticalScroll):
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         event.stop()
-        if event.value is not Select.BLANK:
+        if not no_choice(event.value):
             self._apply(event.select, event.value)
 
     @on(Switch.Changed)

@@ -106,3 +106,21 @@ async def test_distributed_tab_sets_the_launch_and_review_shows_each_machine(spa
         assert f"spark-tui launch {run.path} --machine-rank 1" in app.screen.command
         verdict = str(app.screen.query_one("#review-verdict", Static).render())
         assert "DDP over 2 processes" in verdict and "Per machine" in verdict
+
+
+async def test_editing_a_field_after_a_preset_turns_it_custom_without_an_error(spark_home):
+    app = SparkTuiApp(preload=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _method(app, pilot)
+        screen.query_one("#preset", Select).value = "quick"
+        await pilot.pause()
+        screen.query_one("#method-tabs").active = "tab-lora"
+        await pilot.pause()
+        screen.query_one("#f-lora-r", Input).value = "8"
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.config.lora.r == 8 and app.config.train.max_steps == 30  # the preset stays
+        assert screen.query_one("#preset", Select).is_blank()  # shown as "custom"
+        said = [n.message for n in app._notifications]
+        assert not any("unknown preset" in m for m in said), said
